@@ -1,0 +1,20 @@
+//! sea-orm entities for the gateway's tables. The schema itself lives in the `migration` crate.
+//!
+//! Every stored telemetry row carries `seq`, the gateway-wide cursor that orders messages of all
+//! three types in commit order; `seq_cursor` holds its high-water mark.
+
+pub mod raw_log;
+pub mod rejected_message;
+pub mod sensor_log;
+pub mod seq_cursor;
+pub mod vehicle;
+pub mod vehicle_log;
+
+pub mod prelude {
+    pub use super::raw_log::Entity as RawLog;
+    pub use super::rejected_message::Entity as RejectedMessage;
+    pub use super::sensor_log::Entity as SensorLog;
+    pub use super::seq_cursor::Entity as SeqCursor;
+    pub use super::vehicle::Entity as Vehicle;
+    pub use super::vehicle_log::Entity as VehicleLog;
+}

@@ -1,0 +1,24 @@
+//! `sensor_logs`: one reading of one sensor, its values kept as JSON.
+
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "sensor_logs")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub seq: i64,
+    pub vehicle_id: i64,
+    pub sensor_id: i64,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub data: Json,
+    pub timestamp: DateTimeUtc,
+    pub received_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

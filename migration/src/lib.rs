@@ -1,0 +1,31 @@
+//! Schema migrations, run by the gateway at start-up (`Migrator::up`).
+//!
+//! One file per change, named `mYYYYMMDD_HHMMSS_<verb>_<table>.rs`. The same migrations run on
+//! SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_vehicles;
+mod m20261124_000002_create_raw_logs;
+mod m20261124_000003_create_sensor_logs;
+mod m20261124_000004_create_vehicle_logs;
+mod m20261124_000005_create_rejected_messages;
+mod m20261124_000006_create_seq_cursor;
+
+mod columns;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_vehicles::Migration),
+            Box::new(m20261124_000002_create_raw_logs::Migration),
+            Box::new(m20261124_000003_create_sensor_logs::Migration),
+            Box::new(m20261124_000004_create_vehicle_logs::Migration),
+            Box::new(m20261124_000005_create_rejected_messages::Migration),
+            Box::new(m20261124_000006_create_seq_cursor::Migration),
+        ]
+    }
+}

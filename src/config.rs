@@ -1,0 +1,258 @@
+//! Settings, from CLI flags, environment variables and a `.env` file (in that order of
+//! precedence). Each documented field is one line of `--help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The default of each setting, shared by `--help` and [`Settings::default`].
+pub mod defaults {
+    pub const HTTP_ADDR: &str = "127.0.0.1:8000";
+    pub const DATABASE_URL: &str = "sqlite://seano.db?mode=rwc";
+    pub const MQTT_EMBEDDED_ADDR: &str = "127.0.0.1:1883";
+    pub const MQTT_TOPIC_PREFIX: &str = "seano";
+    pub const MQTT_CLIENT_ID: &str = "seano-gateway";
+    pub const MQTT_KEEP_ALIVE_SECS: u64 = 30;
+    pub const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
+    pub const BATCH_MAX_MESSAGES: u64 = 2000;
+    pub const BATCH_WINDOW_MS: u64 = 2;
+    pub const WS_CLIENT_QUEUE: u64 = 1024;
+    pub const WS_MAX_CONNECTIONS: u64 = 20_000;
+    pub const WS_MAX_FRAME_BYTES: u64 = 64 * 1024;
+    pub const WS_HEARTBEAT_SECS: u64 = 15;
+    pub const WS_CLIENT_TIMEOUT_SECS: u64 = 45;
+    pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+}
+
+/// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
+#[derive(Clone, Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Settings {
+    /// HTTP and WebSocket listen address (`:0` picks a free port; the log says which).
+    #[arg(long, env = "HTTP_ADDR", value_name = "HTTP_ADDR", default_value = defaults::HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+
+    /// Database: `sqlite://FILE?mode=rwc` or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", default_value = defaults::DATABASE_URL)]
+    pub database_url: String,
+
+    /// External MQTT broker, `mqtt://host:1883` or `mqtts://host:8883`; unset starts the embedded broker.
+    #[arg(long, env = "MQTT_URL", value_name = "MQTT_URL")]
+    pub mqtt_url: Option<String>,
+
+    /// Where the embedded MQTT broker listens when MQTT_URL is unset (`:0` picks a free port).
+    #[arg(long, env = "MQTT_EMBEDDED_ADDR", value_name = "MQTT_EMBEDDED_ADDR", default_value = defaults::MQTT_EMBEDDED_ADDR)]
+    pub mqtt_embedded_addr: SocketAddr,
+
+    /// First topic level: vehicles publish on `{prefix}/{vehicle_id}/{type}`.
+    #[arg(long, env = "MQTT_TOPIC_PREFIX", value_name = "MQTT_TOPIC_PREFIX", default_value = defaults::MQTT_TOPIC_PREFIX)]
+    pub mqtt_topic_prefix: String,
+
+    /// Client id of the gateway's persistent MQTT session.
+    #[arg(long, env = "MQTT_CLIENT_ID", value_name = "MQTT_CLIENT_ID", default_value = defaults::MQTT_CLIENT_ID)]
+    pub mqtt_client_id: String,
+
+    /// MQTT user name (also settable in MQTT_URL as `mqtt://user:pass@host`).
+    #[arg(long, env = "MQTT_USERNAME", value_name = "MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+
+    /// MQTT password.
+    #[arg(
+        long,
+        env = "MQTT_PASSWORD",
+        value_name = "MQTT_PASSWORD",
+        hide_env_values = true
+    )]
+    pub mqtt_password: Option<String>,
+
+    /// MQTT keep-alive in seconds.
+    #[arg(long, env = "MQTT_KEEP_ALIVE_SECS", value_name = "MQTT_KEEP_ALIVE_SECS", default_value_t = defaults::MQTT_KEEP_ALIVE_SECS,
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub mqtt_keep_alive_secs: u64,
+
+    /// Largest payload accepted as telemetry, in bytes; larger ones go to rejected_messages.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", value_name = "MAX_PAYLOAD_BYTES", default_value_t = defaults::MAX_PAYLOAD_BYTES,
+          value_parser = clap::value_parser!(u64).range(64..=16 * 1024 * 1024))]
+    pub max_payload_bytes: u64,
+
+    /// Most messages written in one database transaction.
+    #[arg(long, env = "BATCH_MAX_MESSAGES", value_name = "BATCH_MAX_MESSAGES", default_value_t = defaults::BATCH_MAX_MESSAGES,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_max_messages: u64,
+
+    /// How long a batch may wait to fill after its first message, in milliseconds.
+    #[arg(long, env = "BATCH_WINDOW_MS", value_name = "BATCH_WINDOW_MS", default_value_t = defaults::BATCH_WINDOW_MS,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub batch_window_ms: u64,
+
+    /// Frames queued for one WebSocket client before it counts as too slow and is disconnected.
+    #[arg(long, env = "WS_CLIENT_QUEUE", value_name = "WS_CLIENT_QUEUE", default_value_t = defaults::WS_CLIENT_QUEUE,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_client_queue: u64,
+
+    /// Most WebSocket connections at once; past it the upgrade is refused with HTTP 503.
+    #[arg(long, env = "WS_MAX_CONNECTIONS", value_name = "WS_MAX_CONNECTIONS", default_value_t = defaults::WS_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_max_connections: u64,
+
+    /// Largest frame a client may send, in bytes; a larger one closes the connection with 1009.
+    #[arg(long, env = "WS_MAX_FRAME_BYTES", value_name = "WS_MAX_FRAME_BYTES", default_value_t = defaults::WS_MAX_FRAME_BYTES,
+          value_parser = clap::value_parser!(u64).range(128..=16 * 1024 * 1024))]
+    pub ws_max_frame_bytes: u64,
+
+    /// Seconds between server pings on each WebSocket.
+    #[arg(long, env = "WS_HEARTBEAT_SECS", value_name = "WS_HEARTBEAT_SECS", default_value_t = defaults::WS_HEARTBEAT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ws_heartbeat_secs: u64,
+
+    /// Seconds without any frame from a client before it is closed as dead.
+    #[arg(long, env = "WS_CLIENT_TIMEOUT_SECS", value_name = "WS_CLIENT_TIMEOUT_SECS", default_value_t = defaults::WS_CLIENT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub ws_client_timeout_secs: u64,
+
+    /// Seconds a graceful shutdown may spend committing what is in flight.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Settings {
+    /// The defaults `--help` shows, whatever the environment says (for tests and embedding).
+    fn default() -> Self {
+        Settings {
+            // unwrap: constant addresses that parse.
+            http_addr: defaults::HTTP_ADDR.parse().unwrap(),
+            database_url: defaults::DATABASE_URL.into(),
+            mqtt_url: None,
+            // unwrap: constant addresses that parse.
+            mqtt_embedded_addr: defaults::MQTT_EMBEDDED_ADDR.parse().unwrap(),
+            mqtt_topic_prefix: defaults::MQTT_TOPIC_PREFIX.into(),
+            mqtt_client_id: defaults::MQTT_CLIENT_ID.into(),
+            mqtt_username: None,
+            mqtt_password: None,
+            mqtt_keep_alive_secs: defaults::MQTT_KEEP_ALIVE_SECS,
+            max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
+            batch_max_messages: defaults::BATCH_MAX_MESSAGES,
+            batch_window_ms: defaults::BATCH_WINDOW_MS,
+            ws_client_queue: defaults::WS_CLIENT_QUEUE,
+            ws_max_connections: defaults::WS_MAX_CONNECTIONS,
+            ws_max_frame_bytes: defaults::WS_MAX_FRAME_BYTES,
+            ws_heartbeat_secs: defaults::WS_HEARTBEAT_SECS,
+            ws_client_timeout_secs: defaults::WS_CLIENT_TIMEOUT_SECS,
+            shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// A configuration value that cannot work, with the variable and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {problem}. {fix}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+    pub fix: &'static str,
+}
+
+impl Settings {
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                problem: format!("'{url}' is neither SQLite nor PostgreSQL"),
+                fix: "Use sqlite://seano.db?mode=rwc or postgres://user:password@host:5432/dbname",
+            });
+        }
+        if let Some(mqtt) = &self.mqtt_url {
+            crate::mqtt::BrokerAddress::parse(mqtt).map_err(|problem| ConfigError {
+                variable: "MQTT_URL",
+                problem,
+                fix: "Use mqtt://host:1883 or mqtts://host:8883, or unset it for the embedded broker",
+            })?;
+        }
+        let prefix = &self.mqtt_topic_prefix;
+        if prefix.is_empty() || prefix.contains(['/', '+', '#', '\0']) || prefix.starts_with('$') {
+            return Err(ConfigError {
+                variable: "MQTT_TOPIC_PREFIX",
+                problem: format!("'{prefix}' is not a single topic level"),
+                fix: "Use a plain word such as seano (no '/', '+', '#', leading '$')",
+            });
+        }
+        if self.mqtt_client_id.is_empty() || self.mqtt_client_id.len() > 256 {
+            return Err(ConfigError {
+                variable: "MQTT_CLIENT_ID",
+                problem: "must be 1 to 256 characters".into(),
+                fix:
+                    "Use a stable name such as seano-gateway; it identifies the persistent session",
+            });
+        }
+        if self.ws_client_timeout_secs <= self.ws_heartbeat_secs {
+            return Err(ConfigError {
+                variable: "WS_CLIENT_TIMEOUT_SECS",
+                problem: format!(
+                    "{}s is not longer than WS_HEARTBEAT_SECS ({}s)",
+                    self.ws_client_timeout_secs, self.ws_heartbeat_secs
+                ),
+                fix: "Make it at least twice WS_HEARTBEAT_SECS",
+            });
+        }
+        Ok(())
+    }
+
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_millis(self.batch_window_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.http_addr.to_string(), defaults::HTTP_ADDR);
+        assert!(s.mqtt_url.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let s = Settings {
+            database_url: "mysql://x".into(),
+            ..Default::default()
+        };
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid DATABASE_URL"));
+        let s = Settings {
+            mqtt_url: Some("http://broker".into()),
+            ..Default::default()
+        };
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid MQTT_URL"));
+        let s = Settings {
+            mqtt_topic_prefix: "a/b".into(),
+            ..Default::default()
+        };
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid MQTT_TOPIC_PREFIX"));
+        let err = Settings::try_parse_from(["x", "--http-addr", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_ADDR"), "{err}");
+    }
+}

@@ -1,0 +1,21 @@
+//! A committed message: what the store hands the hub, and what the hub turns into a frame.
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+
+use super::MessageType;
+
+/// One committed telemetry row, ready to broadcast. `data` and `timestamp` are already in
+/// their wire form so that the hub serializes each message exactly once.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: i64,
+    /// Row id in the message type's own table.
+    pub id: i64,
+    pub vehicle_id: i64,
+    pub kind: MessageType,
+    pub sensor_id: Option<i64>,
+    /// The frame's `data` as JSON text: a string, the sensor values, or the vehicle state.
+    pub data: Box<RawValue>,
+    pub timestamp: DateTime<Utc>,
+}

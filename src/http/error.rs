@@ -1,0 +1,76 @@
+//! The API's one error type: a status code and a JSON body `{"error": code, "message": ...}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A path or query parameter is malformed or out of range.
+    #[error("invalid parameter '{parameter}': {reason}")]
+    BadParameter {
+        parameter: &'static str,
+        reason: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    /// The server cannot take this request now (connection cap, shutting down, not ready).
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// `bad_parameter`, `not_found`, `unavailable` or `internal`.
+    pub error: &'static str,
+    pub message: String,
+    /// The offending parameter, for `bad_parameter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn bad_parameter(parameter: &'static str, reason: impl Into<String>) -> Self {
+        ApiError::BadParameter {
+            parameter,
+            reason: reason.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadParameter { .. } => "bad_parameter",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            log::error!("http: internal error: {e:#}");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            parameter: match self {
+                ApiError::BadParameter { parameter, .. } => Some(parameter),
+                _ => None,
+            },
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! `/health` (the process is up) and `/ready` (database and broker reachable).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::AppState;
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    database: bool,
+    mqtt: bool,
+    shutting_down: bool,
+}
+
+/// 200 when the database answers and the broker session is up, 503 otherwise.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let database = state.db.ping().await.is_ok();
+    let mqtt = state.metrics.mqtt_connected.load(Relaxed);
+    let shutting_down = state.shutdown.is_cancelled();
+    let ok = database && mqtt && !shutting_down;
+    let body = Readiness {
+        status: if ok { "ready" } else { "not_ready" },
+        database,
+        mqtt,
+        shutting_down,
+    };
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

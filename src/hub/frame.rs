@@ -1,0 +1,39 @@
+//! The data frame a client receives for each committed message (SPEC §3).
+
+use bytestring::ByteString;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::domain::{format_time, MessageType, StoredMessage};
+
+#[derive(Serialize)]
+struct DataFrame<'a> {
+    #[serde(rename = "type")]
+    kind: MessageType,
+    vehicle_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor_id: Option<i64>,
+    data: &'a RawValue,
+    timestamp: String,
+    broadcast_time: &'a str,
+    connection_count: usize,
+    id: i64,
+    seq: i64,
+}
+
+/// Serializes one message; the same bytes go to every client that receives it.
+pub fn encode(msg: &StoredMessage, broadcast_time: &str, connection_count: usize) -> ByteString {
+    let frame = DataFrame {
+        kind: msg.kind,
+        vehicle_id: msg.vehicle_id,
+        sensor_id: msg.sensor_id,
+        data: &msg.data,
+        timestamp: format_time(msg.timestamp),
+        broadcast_time,
+        connection_count,
+        id: msg.id,
+        seq: msg.seq,
+    };
+    // unwrap: a struct of strings, numbers and pre-validated raw JSON always serializes.
+    ByteString::from(serde_json::to_string(&frame).unwrap())
+}

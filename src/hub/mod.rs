@@ -1,0 +1,380 @@
+//! Fan-out: the hub task owns the set of connected clients and their filters, and turns each
+//! committed message into one frame that every matching client gets a clone of.
+//!
+//! Every client has a bounded queue. The hub never waits on a client: `try_send`, and a client
+//! whose queue is full is disconnected (close code 3001, counted in stats), so a slow client
+//! cannot delay ingest or anyone else.
+
+mod filter;
+pub mod frame;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use filter::{parse_types, Filter, FilterChange};
+
+use crate::domain::{format_time, StoredMessage};
+use crate::metrics::Metrics;
+
+pub type ClientId = u64;
+
+/// Which endpoint a client connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "stream", content = "vehicle_id")]
+pub enum Stream {
+    AllVehicles,
+    Vehicle(i64),
+}
+
+/// Why the hub ended a client's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// Its queue overflowed.
+    SlowConsumer,
+}
+
+/// A place among the capped number of connections, taken before the upgrade and given back
+/// when dropped.
+pub struct ConnectionSlot {
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Relaxed);
+    }
+}
+
+/// What a session gets back from [`HubHandle::register`].
+pub struct Registration {
+    pub id: ClientId,
+    /// Frames for this client, in commit order.
+    pub frames: mpsc::Receiver<ByteString>,
+    /// Cancelled when the hub ends this client's stream; [`Registration::kick_reason`] says why.
+    pub kicked: CancellationToken,
+    kick_reason: Arc<OnceLock<Kick>>,
+    pub filter: Filter,
+    pub connection_count: usize,
+    /// The last seq broadcast before this client was added: live frames start after it.
+    pub last_seq: i64,
+    _slot: ConnectionSlot,
+}
+
+impl Registration {
+    pub fn kick_reason(&self) -> Option<Kick> {
+        self.kick_reason.get().copied()
+    }
+}
+
+/// One connection as `/api/ws/stats` shows it (SEANO's shape plus our fields).
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionInfo {
+    pub client_id: ClientId,
+    pub connected_at: String,
+    /// `{}` on `/api/ws`, `{"vehicle_filter": id}` on a vehicle stream (as SEANO reports it).
+    pub client_info: serde_json::Value,
+    pub filter: Filter,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HubSnapshot {
+    pub active_connections: usize,
+    pub connections_info: Vec<ConnectionInfo>,
+    /// Connections per endpoint: `all_vehicles` and `vehicle`.
+    pub connections_by_stream: BTreeMap<&'static str, usize>,
+    /// Connections whose filter names each vehicle.
+    pub connections_by_vehicle: BTreeMap<i64, usize>,
+}
+
+enum Command {
+    Register {
+        filter: Filter,
+        stream: Stream,
+        slot: ConnectionSlot,
+        reply: oneshot::Sender<Registration>,
+    },
+    Update {
+        id: ClientId,
+        change: FilterChange,
+        reply: oneshot::Sender<Filter>,
+    },
+    Unregister(ClientId),
+    Snapshot(oneshot::Sender<HubSnapshot>),
+}
+
+/// A cheap handle to the hub task.
+#[derive(Clone)]
+pub struct HubHandle {
+    commands: mpsc::Sender<Command>,
+    committed: mpsc::Sender<Vec<StoredMessage>>,
+    connections: Arc<AtomicUsize>,
+    max_connections: usize,
+}
+
+impl HubHandle {
+    /// Takes a connection slot, or `None` when the cap is reached.
+    pub fn try_reserve(&self) -> Option<ConnectionSlot> {
+        self.connections
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnectionSlot {
+                count: self.connections.clone(),
+            })
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Relaxed)
+    }
+
+    /// Adds a client; `None` if the hub has stopped.
+    pub async fn register(
+        &self,
+        slot: ConnectionSlot,
+        filter: Filter,
+        stream: Stream,
+    ) -> Option<Registration> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Register {
+                filter,
+                stream,
+                slot,
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Changes a client's filter; returns the filter now in force. It applies from the next
+    /// message the hub broadcasts.
+    pub async fn update(&self, id: ClientId, change: FilterChange) -> Option<Filter> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Update { id, change, reply })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn unregister(&self, id: ClientId) {
+        let _ = self.commands.send(Command::Unregister(id)).await;
+    }
+
+    /// Hands the hub a batch of committed messages, in seq order.
+    pub async fn broadcast(&self, batch: Vec<StoredMessage>) {
+        let _ = self.committed.send(batch).await;
+    }
+
+    pub async fn snapshot(&self) -> Option<HubSnapshot> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Snapshot(reply)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+struct Client {
+    filter: Filter,
+    stream: Stream,
+    connected_at: DateTime<Utc>,
+    tx: mpsc::Sender<ByteString>,
+    kicked: CancellationToken,
+    kick_reason: Arc<OnceLock<Kick>>,
+}
+
+/// The hub task's private state.
+pub struct Hub {
+    clients: HashMap<ClientId, Client>,
+    next_id: ClientId,
+    last_seq: i64,
+    queue: usize,
+    commands: mpsc::Receiver<Command>,
+    committed: mpsc::Receiver<Vec<StoredMessage>>,
+    connections: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// `queue` bounds each client's frame queue; `last_seq` is where the stream starts.
+    pub fn new(
+        queue: usize,
+        max_connections: usize,
+        last_seq: i64,
+        metrics: Arc<Metrics>,
+    ) -> (Hub, HubHandle) {
+        let (cmd_tx, commands) = mpsc::channel(1024);
+        let (committed_tx, committed) = mpsc::channel(64);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let hub = Hub {
+            clients: HashMap::new(),
+            next_id: 1,
+            last_seq,
+            queue,
+            commands,
+            committed,
+            connections: connections.clone(),
+            metrics,
+        };
+        let handle = HubHandle {
+            commands: cmd_tx,
+            committed: committed_tx,
+            connections,
+            max_connections,
+        };
+        (hub, handle)
+    }
+
+    /// Runs until `stop` is cancelled (after the store has drained).
+    pub async fn run(mut self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                Some(cmd) = self.commands.recv() => self.handle(cmd),
+                Some(batch) = self.committed.recv() => self.fan_out(batch),
+                _ = stop.cancelled() => break,
+            }
+        }
+        // Flush what the store committed last before the sessions go.
+        while let Ok(batch) = self.committed.try_recv() {
+            self.fan_out(batch);
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register {
+                filter,
+                stream,
+                slot,
+                reply,
+            } => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let (tx, frames) = mpsc::channel(self.queue);
+                let kicked = CancellationToken::new();
+                let kick_reason = Arc::new(OnceLock::new());
+                self.clients.insert(
+                    id,
+                    Client {
+                        filter: filter.clone(),
+                        stream,
+                        connected_at: Utc::now(),
+                        tx,
+                        kicked: kicked.clone(),
+                        kick_reason: kick_reason.clone(),
+                    },
+                );
+                let registration = Registration {
+                    id,
+                    frames,
+                    kicked,
+                    kick_reason,
+                    filter,
+                    connection_count: self.connections.load(Relaxed),
+                    last_seq: self.last_seq,
+                    _slot: slot,
+                };
+                if reply.send(registration).is_err() {
+                    self.clients.remove(&id);
+                }
+            }
+            Command::Update { id, change, reply } => {
+                if let Some(client) = self.clients.get_mut(&id) {
+                    client.filter.apply(change);
+                    let _ = reply.send(client.filter.clone());
+                }
+            }
+            Command::Unregister(id) => {
+                self.clients.remove(&id);
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    fn fan_out(&mut self, batch: Vec<StoredMessage>) {
+        let broadcast_time = format_time(Utc::now());
+        let count = self.connections.load(Relaxed);
+        let mut dropped: HashSet<ClientId> = HashSet::new();
+        for msg in &batch {
+            self.metrics.broadcast.add(msg.kind, 1);
+            let mut frame = None;
+            for (id, client) in &self.clients {
+                if !client.filter.matches(msg.vehicle_id, msg.kind) || dropped.contains(id) {
+                    continue;
+                }
+                let frame = frame.get_or_insert_with(|| frame::encode(msg, &broadcast_time, count));
+                match client.tx.try_send(frame.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        let _ = client.kick_reason.set(Kick::SlowConsumer);
+                        client.kicked.cancel();
+                        self.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
+                        log::warn!(
+                            "hub: client {id} fell {} frames behind, disconnecting it",
+                            self.queue
+                        );
+                        dropped.insert(*id);
+                    }
+                    // The session is ending; its Unregister is on the way.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        dropped.insert(*id);
+                    }
+                }
+            }
+        }
+        for id in dropped {
+            self.clients.remove(&id);
+        }
+        if let Some(last) = batch.last() {
+            self.last_seq = last.seq;
+        }
+    }
+
+    fn snapshot(&self) -> HubSnapshot {
+        let mut by_stream = BTreeMap::from([("all_vehicles", 0), ("vehicle", 0)]);
+        let mut by_vehicle = BTreeMap::new();
+        let mut infos: Vec<_> = self
+            .clients
+            .iter()
+            .map(|(id, c)| {
+                let client_info = match c.stream {
+                    Stream::AllVehicles => {
+                        *by_stream.entry("all_vehicles").or_default() += 1;
+                        serde_json::json!({})
+                    }
+                    Stream::Vehicle(v) => {
+                        *by_stream.entry("vehicle").or_default() += 1;
+                        serde_json::json!({ "vehicle_filter": v })
+                    }
+                };
+                for v in &c.filter.vehicles {
+                    *by_vehicle.entry(*v).or_default() += 1;
+                }
+                ConnectionInfo {
+                    client_id: *id,
+                    connected_at: format_time(c.connected_at),
+                    client_info,
+                    filter: c.filter.clone(),
+                }
+            })
+            .collect();
+        infos.sort_by_key(|i| i.client_id);
+        HubSnapshot {
+            active_connections: self.clients.len(),
+            connections_info: infos,
+            connections_by_stream: by_stream,
+            connections_by_vehicle: by_vehicle,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! MQTT ingest. The ingest task owns the rumqttc `EventLoop`: it polls, decodes each publish
+//! and hands it to the store. It never touches the database; acknowledgements are sent by the
+//! store after commit (manual acks), so a crash before commit loses nothing.
+
+mod address;
+pub mod embedded;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
+    SubscribeFilter,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use address::BrokerAddress;
+
+use crate::domain::{decode, RejectReason, Rejection, Topic};
+use crate::metrics::Metrics;
+use crate::store::{Incoming, StoreHandle};
+
+/// The largest packet the client accepts. Far above MAX_PAYLOAD_BYTES on purpose: a packet
+/// rumqttc refuses drops the connection and comes back on every reconnect, while a payload
+/// the gateway refuses is stored in `rejected_messages` and acknowledged.
+const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+
+/// Builds the client options: persistent session, manual acks, credentials, TLS for mqtts.
+pub fn options(
+    broker: &BrokerAddress,
+    client_id: &str,
+    keep_alive: Duration,
+    request_capacity: usize,
+) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(keep_alive)
+        .set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024)
+        .set_request_channel_capacity(request_capacity);
+    if let Some((user, pass)) = &broker.credentials {
+        o.set_credentials(user.clone(), pass.clone());
+    }
+    if broker.tls {
+        o.set_transport(rumqttc::Transport::tls_with_default_config());
+    }
+    o
+}
+
+pub struct Ingest {
+    pub client: AsyncClient,
+    pub eventloop: EventLoop,
+    pub store: StoreHandle,
+    pub prefix: String,
+    pub max_payload: usize,
+    pub metrics: Arc<Metrics>,
+    /// Stop taking new messages (they stay with the broker, unacknowledged).
+    pub shutdown: CancellationToken,
+    /// The store has committed and acked all it was given: flush the acks and disconnect.
+    pub store_done: CancellationToken,
+}
+
+impl Ingest {
+    pub async fn run(mut self) {
+        self.metrics.mqtt_running.store(true, Relaxed);
+        let mut backoff = Duration::from_millis(100);
+        let mut draining = false;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.store_done.cancelled() => break,
+                _ = self.shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    continue;
+                }
+                event = self.eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff = Duration::from_millis(100);
+                    self.metrics.mqtt_connected.store(true, Relaxed);
+                    log::info!("mqtt: connected (session present: {})", ack.session_present);
+                    let filters = Topic::filters(&self.prefix)
+                        .into_iter()
+                        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                    if let Err(e) = self.client.try_subscribe_many(filters) {
+                        log::error!("mqtt: could not subscribe: {e}");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        log::error!(
+                            "mqtt: the broker refused a subscription under {}/+/...",
+                            self.prefix
+                        );
+                    } else {
+                        log::info!(
+                            "mqtt: subscribed to {}/+/{{raw_log,sensor_log,vehicle_log}}",
+                            self.prefix
+                        );
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if draining {
+                        // Not acknowledged: the broker redelivers it to our next session.
+                        continue;
+                    }
+                    let incoming = self.decode(publish);
+                    if self.store.send(incoming).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Disconnect)) => {
+                    self.metrics.mqtt_connected.store(false, Relaxed);
+                    log::warn!("mqtt: the broker closed the session");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if self.metrics.mqtt_connected.swap(false, Relaxed) {
+                        log::warn!("mqtt: connection lost: {e}; reconnecting");
+                    } else {
+                        log::warn!(
+                            "mqtt: cannot connect: {}; retrying in {backoff:?}",
+                            describe(&e)
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.store_done.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.disconnect().await;
+        self.metrics.mqtt_connected.store(false, Relaxed);
+        self.metrics.mqtt_running.store(false, Relaxed);
+    }
+
+    fn decode(&self, publish: rumqttc::Publish) -> Incoming {
+        let mut outcome = decode(
+            &self.prefix,
+            &publish.topic,
+            &publish.payload,
+            self.max_payload,
+        );
+        match &mut outcome {
+            Ok(d) => self.metrics.received.add(d.body.kind(), 1),
+            Err(Rejection { reason, detail }) => {
+                self.metrics.reject(*reason);
+                log::warn!(
+                    "mqtt: rejected {} ({}): {detail}",
+                    publish.topic,
+                    reason.as_str()
+                );
+                if *reason == RejectReason::PayloadTooLarge {
+                    detail.push_str(&format!("; the first {} bytes are kept", self.max_payload));
+                }
+            }
+        }
+        let mut publish = publish;
+        if matches!(&outcome, Err(r) if r.reason == RejectReason::PayloadTooLarge) {
+            publish.payload.truncate(self.max_payload);
+        }
+        Incoming {
+            publish,
+            received_at: Utc::now(),
+            outcome,
+        }
+    }
+
+    /// Sends the queued acks, then DISCONNECT, so the broker keeps the session for next time.
+    async fn disconnect(&mut self) {
+        if !self.metrics.mqtt_connected.load(Relaxed) || self.client.try_disconnect().is_err() {
+            return;
+        }
+        let flush = async {
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(3), flush)
+            .await
+            .is_err()
+        {
+            log::warn!("mqtt: the broker did not take the DISCONNECT in time");
+        }
+        log::info!("mqtt: disconnected");
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}

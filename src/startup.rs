@@ -1,0 +1,248 @@
+//! Builds the application: database, broker connection, tasks and HTTP server, all bindable on
+//! port 0 for tests, and runs it until a graceful shutdown.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::{anyhow, Context};
+use entity::seq_cursor;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::mqtt::{self, embedded, BrokerAddress, Ingest};
+use crate::store::{self, Writer, WriterConfig};
+use crate::ws::SessionConfig;
+
+/// Messages decoded but not yet taken by the store. Bounded: past it the MQTT task waits.
+const STORE_QUEUE: usize = 10_000;
+
+pub struct Application {
+    port: u16,
+    broker: BrokerAddress,
+    server: actix_web::dev::Server,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    shutdown_timeout: Duration,
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the broker (embedded or not), the tasks and the HTTP server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        settings.validate()?;
+        let db = store::connect(&settings.database_url).await?;
+        let last_seq = seq_cursor::Entity::find_by_id(1)
+            .one(&db)
+            .await
+            .context("reading the seq cursor")?
+            .map_or(0, |c| c.value);
+
+        let max_payload = settings.max_payload_bytes as usize;
+        let mut broker = match &settings.mqtt_url {
+            Some(url) => BrokerAddress::parse(url).map_err(|e| anyhow!("invalid MQTT_URL: {e}"))?,
+            None => {
+                let addr = embedded::start(settings.mqtt_embedded_addr, max_payload)?;
+                BrokerAddress::plain(addr.ip().to_string(), addr.port())
+            }
+        };
+        if let Some(user) = &settings.mqtt_username {
+            broker.credentials = Some((
+                user.clone(),
+                settings.mqtt_password.clone().unwrap_or_default(),
+            ));
+        }
+
+        let listener = TcpListener::bind(settings.http_addr).map_err(|e| {
+            anyhow!(
+                "cannot listen for HTTP on {}: {e}. Set HTTP_ADDR to a free address (e.g. 127.0.0.1:8080, or 127.0.0.1:0 for any free port)",
+                settings.http_addr
+            )
+        })?;
+        let port = listener
+            .local_addr()
+            .context("reading the HTTP address")?
+            .port();
+
+        let metrics = Arc::new(Metrics::default());
+        metrics
+            .last_seq
+            .store(last_seq, std::sync::atomic::Ordering::Relaxed);
+        let shutdown = CancellationToken::new();
+        let store_done = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let (hub, hub_handle) = Hub::new(
+            settings.ws_client_queue as usize,
+            settings.ws_max_connections as usize,
+            last_seq,
+            metrics.clone(),
+        );
+        let batch_max = settings.batch_max_messages as usize;
+        let options = mqtt::options(
+            &broker,
+            &settings.mqtt_client_id,
+            Duration::from_secs(settings.mqtt_keep_alive_secs),
+            // Room for every ack the store can owe at once, so try_ack never finds it full.
+            STORE_QUEUE + batch_max + 1024,
+        );
+        let (client, eventloop) =
+            rumqttc::AsyncClient::new(options, STORE_QUEUE + batch_max + 1024);
+        let (writer, store_handle) = Writer::new(
+            db.clone(),
+            hub_handle.clone(),
+            client.clone(),
+            metrics.clone(),
+            WriterConfig {
+                batch_max,
+                batch_window: settings.batch_window(),
+                shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            },
+            STORE_QUEUE,
+            shutdown.clone(),
+        );
+        tasks.spawn(hub.run(store_done.clone()));
+        let done = store_done.clone();
+        tasks.spawn(async move {
+            writer.run().await;
+            done.cancel();
+        });
+        tasks.spawn(
+            Ingest {
+                client,
+                eventloop,
+                store: store_handle,
+                prefix: settings.mqtt_topic_prefix.clone(),
+                max_payload,
+                metrics: metrics.clone(),
+                shutdown: shutdown.clone(),
+                store_done,
+            }
+            .run(),
+        );
+        tasks.close();
+
+        let state = web::Data::new(AppState {
+            hub: hub_handle,
+            metrics: metrics.clone(),
+            db: db.clone(),
+            session: SessionConfig {
+                heartbeat: Duration::from_secs(settings.ws_heartbeat_secs),
+                client_timeout: Duration::from_secs(settings.ws_client_timeout_secs),
+            },
+            max_frame_bytes: settings.ws_max_frame_bytes as usize,
+            shutdown: shutdown.clone(),
+            broker: broker.to_string(),
+        });
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+                .listen(listener)
+                .context("starting the HTTP server")?
+                .disable_signals()
+                .shutdown_timeout(5)
+                .run();
+        log::info!(
+            "listening on http://127.0.0.1:{port} (HTTP_ADDR {}); MQTT {broker}, topics {}/+/{{raw_log,sensor_log,vehicle_log}}; database {}",
+            settings.http_addr,
+            settings.mqtt_topic_prefix,
+            store::redact(&settings.database_url),
+        );
+        Ok(Application {
+            port,
+            broker,
+            server,
+            shutdown,
+            tasks,
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            db,
+            metrics,
+        })
+    }
+
+    /// The HTTP port (useful with `HTTP_ADDR=...:0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker in use: the external one, or the embedded one's address.
+    pub fn broker(&self) -> &BrokerAddress {
+        &self.broker
+    }
+
+    /// Cancelling it starts the graceful shutdown (what SIGINT/SIGTERM do).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled (or the server fails), then stops taking
+    /// messages, commits and acknowledges what is in flight, closes sockets with 1001 and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                self.shutdown.cancel();
+                result.context("HTTP server task")?.context("HTTP server")?;
+            }
+            _ = self.shutdown.cancelled() => {}
+        }
+        log::info!("shutting down: committing in-flight messages, closing sockets");
+        if tokio::time::timeout(
+            self.shutdown_timeout + Duration::from_secs(5),
+            self.tasks.wait(),
+        )
+        .await
+        .is_err()
+        {
+            log::error!("shutdown: tasks did not finish in time");
+        }
+        handle.stop(true).await;
+        let _ = server.await;
+        self.db.clone().close().await.ok();
+        log::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn shutdown_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::error!("cannot listen for SIGTERM: {e}");
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        log::info!("signal received");
+        token.cancel();
+    });
+}

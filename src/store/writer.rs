@@ -1,0 +1,421 @@
+//! The writer task: batches, one transaction per batch, broadcast and ack after commit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{raw_log, rejected_message, sensor_log, vehicle, vehicle_log};
+use rumqttc::{AsyncClient, Publish};
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryTrait, Statement,
+    TransactionTrait,
+};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{Decoded, Rejection, StoredMessage, Telemetry};
+use crate::hub::HubHandle;
+use crate::metrics::Metrics;
+
+/// A message from the broker on its way to the database.
+pub struct Incoming {
+    /// The MQTT publish as received: its topic and payload, and what the ack refers to.
+    pub publish: Publish,
+    pub received_at: DateTime<Utc>,
+    pub outcome: Result<Decoded, Rejection>,
+}
+
+/// Where the MQTT task sends messages. Bounded: when the database falls behind, the MQTT task
+/// waits here, stops reading from the broker, and the broker holds the rest.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Incoming>,
+}
+
+impl StoreHandle {
+    /// Waits for room in the queue; fails only when the writer has stopped.
+    pub async fn send(&self, msg: Incoming) -> Result<(), Incoming> {
+        self.tx.send(msg).await.map_err(|e| e.0)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub batch_max: usize,
+    pub batch_window: Duration,
+    /// How long a shutdown keeps retrying a failing commit before leaving the rest to the
+    /// broker (unacknowledged messages are redelivered).
+    pub shutdown_timeout: Duration,
+}
+
+pub struct Writer {
+    db: DatabaseConnection,
+    rx: mpsc::Receiver<Incoming>,
+    hub: HubHandle,
+    mqtt: AsyncClient,
+    metrics: Arc<Metrics>,
+    config: WriterConfig,
+    shutdown: CancellationToken,
+}
+
+/// Rows per INSERT statement, under SQLite's and PostgreSQL's bind-parameter limits.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+impl Writer {
+    /// Creates the writer and the handle that feeds it. `queue` bounds the messages waiting.
+    pub fn new(
+        db: DatabaseConnection,
+        hub: HubHandle,
+        mqtt: AsyncClient,
+        metrics: Arc<Metrics>,
+        config: WriterConfig,
+        queue: usize,
+        shutdown: CancellationToken,
+    ) -> (Writer, StoreHandle) {
+        let (tx, rx) = mpsc::channel(queue);
+        let writer = Writer {
+            db,
+            rx,
+            hub,
+            mqtt,
+            metrics,
+            config,
+            shutdown,
+        };
+        (writer, StoreHandle { tx })
+    }
+
+    /// Runs until shutdown, then commits what was already received and returns.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.config.batch_max);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => batch.push(msg),
+                    None => break,
+                },
+            }
+            self.fill(&mut batch).await;
+            self.commit(&mut batch).await;
+        }
+        // Drain: everything already taken from the broker is committed and acknowledged.
+        self.rx.close();
+        while let Some(msg) = self.rx.recv().await {
+            batch.push(msg);
+            if batch.len() >= self.config.batch_max {
+                self.commit(&mut batch).await;
+            }
+        }
+        self.commit(&mut batch).await;
+        log::info!(
+            "store: drained and stopped at seq {}",
+            self.metrics.last_seq.load(Relaxed)
+        );
+    }
+
+    /// Adds what is already queued, then waits up to the batch window for more.
+    async fn fill(&mut self, batch: &mut Vec<Incoming>) {
+        let max = self.config.batch_max;
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        if self.config.batch_window.is_zero() || batch.len() >= max {
+            return;
+        }
+        let deadline = Instant::now() + self.config.batch_window;
+        while batch.len() < max {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => batch.push(msg),
+                    None => return,
+                },
+                _ = sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// Commits `batch` (retrying while the database is away), then broadcasts and acks it.
+    async fn commit(&mut self, batch: &mut Vec<Incoming>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut backoff = Duration::from_millis(50);
+        let mut give_up_at = None;
+        let committed = loop {
+            match write_batch(&self.db, batch).await {
+                Ok(committed) => break committed,
+                Err(e) => {
+                    self.metrics.commit_failures.fetch_add(1, Relaxed);
+                    if self.metrics.database_ok.swap(false, Relaxed) {
+                        log::error!(
+                            "store: commit of {} messages failed, retrying: {e}",
+                            batch.len()
+                        );
+                    }
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                let deadline = *give_up_at
+                    .get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+                if Instant::now() >= deadline {
+                    log::error!(
+                        "store: giving up on {} uncommitted messages at shutdown; they stay unacknowledged and the broker redelivers them",
+                        batch.len()
+                    );
+                    batch.clear();
+                    return;
+                }
+            }
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        };
+        if !self.metrics.database_ok.swap(true, Relaxed) {
+            log::info!("store: database is back, commits resumed");
+        }
+        self.metrics.batches_committed.fetch_add(1, Relaxed);
+        if let Some(last) = committed.last() {
+            self.metrics.last_seq.store(last.seq, Relaxed);
+        }
+        for msg in &committed {
+            self.metrics.stored.add(msg.kind, 1);
+        }
+        if !committed.is_empty() {
+            self.hub.broadcast(committed).await;
+        }
+        for msg in batch.drain(..) {
+            if self.mqtt.try_ack(&msg.publish).is_err() {
+                self.metrics.ack_failures.fetch_add(1, Relaxed);
+                log::warn!(
+                    "store: could not queue the ack for {}; the broker will redeliver it",
+                    msg.publish.topic
+                );
+            }
+        }
+    }
+}
+
+/// Writes one batch in one transaction and returns its telemetry in `seq` order.
+async fn write_batch(
+    db: &DatabaseConnection,
+    batch: &[Incoming],
+) -> Result<Vec<StoredMessage>, DbErr> {
+    let txn = db.begin().await?;
+
+    let mut seen: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
+    let accepted: Vec<(&Incoming, &Decoded)> = batch
+        .iter()
+        .filter_map(|m| m.outcome.as_ref().ok().map(|d| (m, d)))
+        .collect();
+    for (m, d) in &accepted {
+        let last = seen.entry(d.vehicle_id).or_insert(m.received_at);
+        *last = (*last).max(m.received_at);
+    }
+    if !seen.is_empty() {
+        // One row per vehicle: PostgreSQL refuses to upsert the same row twice in one statement.
+        vehicle::Entity::insert_many(seen.iter().map(|(id, at)| vehicle::ActiveModel {
+            id: Set(*id),
+            first_seen_at: Set(*at),
+            last_seen_at: Set(*at),
+        }))
+        .on_conflict(
+            OnConflict::column(vehicle::Column::Id)
+                .update_column(vehicle::Column::LastSeenAt)
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    }
+
+    let first_seq = reserve_seqs(&txn, accepted.len() as i64).await?;
+    let mut raws = Vec::new();
+    let mut sensors = Vec::new();
+    let mut vehicles = Vec::new();
+    let mut out = Vec::with_capacity(accepted.len());
+    for (i, (m, d)) in accepted.iter().enumerate() {
+        let seq = first_seq + i as i64;
+        let timestamp = d.timestamp.unwrap_or(m.received_at);
+        let (sensor_id, data) = match &d.body {
+            Telemetry::RawLog(line) => {
+                raws.push(raw_log::ActiveModel {
+                    id: NotSet,
+                    seq: Set(seq),
+                    vehicle_id: Set(d.vehicle_id),
+                    data: Set(line.clone()),
+                    timestamp: Set(timestamp),
+                    received_at: Set(m.received_at),
+                });
+                (None, to_raw(line))
+            }
+            Telemetry::SensorLog { sensor_id, data } => {
+                let data = serde_json::Value::Object(data.clone());
+                let raw = to_raw(&data);
+                sensors.push(sensor_log::ActiveModel {
+                    id: NotSet,
+                    seq: Set(seq),
+                    vehicle_id: Set(d.vehicle_id),
+                    sensor_id: Set(*sensor_id),
+                    data: Set(data),
+                    timestamp: Set(timestamp),
+                    received_at: Set(m.received_at),
+                });
+                (Some(*sensor_id), raw)
+            }
+            Telemetry::VehicleLog(state) => {
+                vehicles.push(vehicle_log_row(
+                    seq,
+                    d.vehicle_id,
+                    state,
+                    timestamp,
+                    m.received_at,
+                ));
+                (None, to_raw(state))
+            }
+        };
+        out.push(StoredMessage {
+            seq,
+            id: 0, // filled in from RETURNING below
+            vehicle_id: d.vehicle_id,
+            kind: d.body.kind(),
+            sensor_id,
+            data,
+            timestamp,
+        });
+    }
+
+    let mut ids = BTreeMap::new();
+    for chunk in chunks(raws) {
+        let mut q = raw_log::Entity::insert_many(chunk).into_query();
+        q.returning(Query::returning().columns([raw_log::Column::Id, raw_log::Column::Seq]));
+        collect_ids(&txn, &q, &mut ids).await?;
+    }
+    for chunk in chunks(sensors) {
+        let mut q = sensor_log::Entity::insert_many(chunk).into_query();
+        q.returning(Query::returning().columns([sensor_log::Column::Id, sensor_log::Column::Seq]));
+        collect_ids(&txn, &q, &mut ids).await?;
+    }
+    for chunk in chunks(vehicles) {
+        let mut q = vehicle_log::Entity::insert_many(chunk).into_query();
+        q.returning(
+            Query::returning().columns([vehicle_log::Column::Id, vehicle_log::Column::Seq]),
+        );
+        collect_ids(&txn, &q, &mut ids).await?;
+    }
+    for msg in &mut out {
+        msg.id = ids
+            .get(&msg.seq)
+            .copied()
+            .ok_or_else(|| DbErr::Custom(format!("no row id returned for seq {}", msg.seq)))?;
+    }
+
+    let rejected: Vec<_> = batch
+        .iter()
+        .filter_map(|m| m.outcome.as_ref().err().map(|r| (m, r)))
+        .map(|(m, r)| rejected_message::ActiveModel {
+            id: NotSet,
+            topic: Set(m.publish.topic.clone()),
+            payload: Set(m.publish.payload.to_vec()),
+            reason: Set(r.reason.as_str().to_owned()),
+            detail: Set(r.detail.clone()),
+            received_at: Set(m.received_at),
+        })
+        .collect();
+    for chunk in chunks(rejected) {
+        rejected_message::Entity::insert_many(chunk)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// Reserves `n` consecutive seqs in the transaction; returns the first. The row lock this takes
+/// is held until commit, so concurrent writers commit in seq order.
+async fn reserve_seqs<C: ConnectionTrait>(txn: &C, n: i64) -> Result<i64, DbErr> {
+    if n == 0 {
+        return Ok(0);
+    }
+    // `n` is a count we computed, not input: inlining it keeps one statement for both backends.
+    let sql = format!("UPDATE seq_cursor SET value = value + {n} WHERE id = 1 RETURNING value");
+    let row = txn
+        .query_one_raw(Statement::from_string(txn.get_database_backend(), sql))
+        .await?
+        .ok_or_else(|| DbErr::Custom("seq_cursor has no row".into()))?;
+    let last: i64 = row.try_get_by_index(0)?;
+    Ok(last - n + 1)
+}
+
+async fn collect_ids<C: ConnectionTrait>(
+    txn: &C,
+    q: &sea_orm::sea_query::InsertStatement,
+    ids: &mut BTreeMap<i64, i64>,
+) -> Result<(), DbErr> {
+    for row in txn.query_all(q).await? {
+        let id: i64 = row.try_get_by_index(0)?;
+        let seq: i64 = row.try_get_by_index(1)?;
+        ids.insert(seq, id);
+    }
+    Ok(())
+}
+
+fn chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    while rows.len() > ROWS_PER_STATEMENT {
+        let rest = rows.split_off(ROWS_PER_STATEMENT);
+        out.push(std::mem::replace(&mut rows, rest));
+    }
+    if !rows.is_empty() {
+        out.push(rows);
+    }
+    out
+}
+
+fn to_raw<T: serde::Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    // unwrap: serializing a JSON value or a plain struct of JSON values cannot fail.
+    serde_json::value::to_raw_value(value).unwrap()
+}
+
+fn vehicle_log_row(
+    seq: i64,
+    vehicle_id: i64,
+    s: &crate::domain::VehicleState,
+    timestamp: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+) -> vehicle_log::ActiveModel {
+    vehicle_log::ActiveModel {
+        id: NotSet,
+        seq: Set(seq),
+        vehicle_id: Set(vehicle_id),
+        battery_voltage: Set(s.battery_voltage),
+        battery_current: Set(s.battery_current),
+        rssi: Set(s.rssi),
+        mode: Set(s.mode.clone()),
+        latitude: Set(s.latitude),
+        longitude: Set(s.longitude),
+        altitude: Set(s.altitude),
+        heading: Set(s.heading),
+        speed: Set(s.speed),
+        armed: Set(s.armed),
+        guided: Set(s.guided),
+        system_status: Set(s.system_status.clone()),
+        gps_fix: Set(s.gps_fix),
+        roll: Set(s.roll),
+        pitch: Set(s.pitch),
+        yaw: Set(s.yaw),
+        temperature: Set(s.temperature),
+        extra: Set(serde_json::Value::Object(s.extra.clone())),
+        timestamp: Set(timestamp),
+        received_at: Set(received_at),
+    }
+}
