@@ -11,7 +11,10 @@ async fn main() -> std::process::ExitCode {
         }
     }
     let settings = Settings::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,sea_orm_migration=warn"),
+    )
+    .init();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub ack_failures: AtomicU64,
     pub last_seq: AtomicI64,
     pub mqtt_connected: AtomicBool,
+    /// The broker acknowledged our subscriptions on the current connection.
+    pub mqtt_subscribed: AtomicBool,
     pub mqtt_running: AtomicBool,
     pub database_ok: AtomicBool,
 }
@@ -77,6 +79,7 @@ impl Default for Metrics {
             ack_failures: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
             mqtt_connected: AtomicBool::new(false),
+            mqtt_subscribed: AtomicBool::new(false),
             mqtt_running: AtomicBool::new(false),
             database_ok: AtomicBool::new(true),
         }

@@ -19,10 +19,11 @@ struct Readiness {
     shutting_down: bool,
 }
 
-/// 200 when the database answers and the broker session is up, 503 otherwise.
+/// 200 when the database answers and the broker session is up and subscribed, 503 otherwise.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state.db.ping().await.is_ok();
-    let mqtt = state.metrics.mqtt_connected.load(Relaxed);
+    let mqtt =
+        state.metrics.mqtt_connected.load(Relaxed) && state.metrics.mqtt_subscribed.load(Relaxed);
     let shutting_down = state.shutdown.is_cancelled();
     let ok = database && mqtt && !shutting_down;
     let body = Readiness {

@@ -100,6 +100,7 @@ impl Ingest {
                             self.prefix
                         );
                     } else {
+                        self.metrics.mqtt_subscribed.store(true, Relaxed);
                         log::info!(
                             "mqtt: subscribed to {}/+/{{raw_log,sensor_log,vehicle_log}}",
                             self.prefix
@@ -118,10 +119,12 @@ impl Ingest {
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
                     self.metrics.mqtt_connected.store(false, Relaxed);
+                    self.metrics.mqtt_subscribed.store(false, Relaxed);
                     log::warn!("mqtt: the broker closed the session");
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.metrics.mqtt_subscribed.store(false, Relaxed);
                     if self.metrics.mqtt_connected.swap(false, Relaxed) {
                         log::warn!("mqtt: connection lost: {e}; reconnecting");
                     } else {
@@ -140,6 +143,7 @@ impl Ingest {
         }
         self.disconnect().await;
         self.metrics.mqtt_connected.store(false, Relaxed);
+        self.metrics.mqtt_subscribed.store(false, Relaxed);
         self.metrics.mqtt_running.store(false, Relaxed);
     }
 

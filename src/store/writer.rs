@@ -212,21 +212,25 @@ async fn write_batch(
 ) -> Result<Vec<StoredMessage>, DbErr> {
     let txn = db.begin().await?;
 
-    let mut seen: BTreeMap<i64, DateTime<Utc>> = BTreeMap::new();
+    // First and last receive time of each vehicle in this batch.
+    let mut seen: BTreeMap<i64, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     let accepted: Vec<(&Incoming, &Decoded)> = batch
         .iter()
         .filter_map(|m| m.outcome.as_ref().ok().map(|d| (m, d)))
         .collect();
     for (m, d) in &accepted {
-        let last = seen.entry(d.vehicle_id).or_insert(m.received_at);
+        let (first, last) = seen
+            .entry(d.vehicle_id)
+            .or_insert((m.received_at, m.received_at));
+        *first = (*first).min(m.received_at);
         *last = (*last).max(m.received_at);
     }
     if !seen.is_empty() {
         // One row per vehicle: PostgreSQL refuses to upsert the same row twice in one statement.
-        vehicle::Entity::insert_many(seen.iter().map(|(id, at)| vehicle::ActiveModel {
+        vehicle::Entity::insert_many(seen.iter().map(|(id, (first, last))| vehicle::ActiveModel {
             id: Set(*id),
-            first_seen_at: Set(*at),
-            last_seen_at: Set(*at),
+            first_seen_at: Set(*first),
+            last_seen_at: Set(*last),
         }))
         .on_conflict(
             OnConflict::column(vehicle::Column::Id)

@@ -1,0 +1,108 @@
+//! Start-up configuration errors name the variable and the fix.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use seano_gateway::startup::Application;
+
+use crate::helpers::Resources;
+
+#[actix_web::test]
+async fn a_taken_http_port_names_http_addr() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = Resources::fresh().await.settings();
+    settings.http_addr = taken.local_addr().unwrap();
+    let err = Application::build(settings)
+        .await
+        .err()
+        .expect("start-up fails");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("HTTP_ADDR") && msg.contains(&taken.local_addr().unwrap().to_string()),
+        "{msg}"
+    );
+}
+
+#[actix_web::test]
+async fn a_taken_embedded_broker_port_names_mqtt_embedded_addr() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = Resources::fresh().await.settings();
+    settings.mqtt_url = None;
+    settings.mqtt_embedded_addr = taken.local_addr().unwrap();
+    let err = Application::build(settings)
+        .await
+        .err()
+        .expect("start-up fails");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("MQTT_EMBEDDED_ADDR") && msg.contains("MQTT_URL"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in [
+        "HTTP_ADDR",
+        "DATABASE_URL",
+        "MQTT_URL",
+        "MQTT_EMBEDDED_ADDR",
+        "MQTT_TOPIC_PREFIX",
+        "MQTT_CLIENT_ID",
+        "BATCH_MAX_MESSAGES",
+        "WS_CLIENT_QUEUE",
+    ] {
+        assert!(help.contains(var), "--help mentions {var}");
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_with_the_variable_named() {
+    for (var, value, expected) in [
+        ("HTTP_ADDR", "not-an-address", "HTTP_ADDR"),
+        (
+            "DATABASE_URL",
+            "mysql://localhost/x",
+            "invalid DATABASE_URL",
+        ),
+        ("MQTT_URL", "http://broker", "invalid MQTT_URL"),
+        ("MQTT_TOPIC_PREFIX", "a/b", "invalid MQTT_TOPIC_PREFIX"),
+        ("BATCH_MAX_MESSAGES", "0", "BATCH_MAX_MESSAGES"),
+    ] {
+        let dir = std::env::temp_dir();
+        let out = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
+            .current_dir(&dir)
+            .env(var, value)
+            .env(
+                "HTTP_ADDR",
+                if var == "HTTP_ADDR" {
+                    value
+                } else {
+                    "127.0.0.1:0"
+                },
+            )
+            .env("MQTT_EMBEDDED_ADDR", "127.0.0.1:0")
+            .env(
+                "DATABASE_URL",
+                if var == "DATABASE_URL" {
+                    value.to_owned()
+                } else {
+                    format!(
+                        "sqlite://{}/seano-cfg-{}.db?mode=rwc",
+                        dir.display(),
+                        std::process::id()
+                    )
+                },
+            )
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} must stop start-up");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{var}={value}: {stderr}");
+    }
+}

@@ -1,0 +1,415 @@
+//! `spawn_app()` and the clients tests talk to it with.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::web::Bytes;
+use awc::ws;
+use futures_util::{SinkExt, StreamExt};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait, Statement,
+};
+use seano_gateway::config::Settings;
+use seano_gateway::startup::Application;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something that should happen before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A unique name for this test's prefix, database and client ids.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000_000;
+    format!(
+        "{tag}{}x{nanos}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Where a test's data lives; kept so a restart can reuse it.
+#[derive(Clone, Debug)]
+pub struct Resources {
+    pub database_url: String,
+    /// `None`: start an embedded broker.
+    pub mqtt_url: Option<String>,
+    pub prefix: String,
+    pub client_id: String,
+}
+
+impl Resources {
+    /// A fresh database (PostgreSQL database of its own, or SQLite file) and prefix.
+    pub async fn fresh() -> Resources {
+        let name = unique("seano_test_");
+        let database_url = match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin) if !admin.is_empty() => {
+                let db = Database::connect(&admin)
+                    .await
+                    .expect("TEST_DATABASE_URL is not reachable");
+                db.execute_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    format!("CREATE DATABASE \"{name}\""),
+                ))
+                .await
+                .expect("creating the test database");
+                db.close().await.ok();
+                let mut url = url::Url::parse(&admin).unwrap();
+                url.set_path(&name);
+                url.to_string()
+            }
+            _ => {
+                let path = std::env::temp_dir().join(format!("seano-{name}.db"));
+                format!("sqlite://{}?mode=rwc", path.display())
+            }
+        };
+        Resources {
+            database_url,
+            mqtt_url: std::env::var("TEST_MQTT_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
+            prefix: name.clone(),
+            client_id: format!("gw-{name}"),
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: self.database_url.clone(),
+            mqtt_url: self.mqtt_url.clone(),
+            mqtt_embedded_addr: "127.0.0.1:0".parse().unwrap(),
+            mqtt_topic_prefix: self.prefix.clone(),
+            mqtt_client_id: self.client_id.clone(),
+            ..Settings::default()
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub prefix: String,
+    /// The broker the gateway uses (the embedded one's address when there is no TEST_MQTT_URL).
+    pub mqtt_url: String,
+    pub resources: Resources,
+    /// A connection of the test's own, not the application's pool.
+    pub db: DatabaseConnection,
+    pub http: awc::Client,
+    pub shutdown: CancellationToken,
+    pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    publisher: Option<Publisher>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Resources::fresh().await, |_| {}).await
+}
+
+/// Starts the application on `resources` with `tweak` applied to its settings, and waits until
+/// it is ready (database reachable, subscribed to the broker).
+pub async fn spawn_with(resources: Resources, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut settings = resources.settings();
+    tweak(&mut settings);
+    let app = Application::build(settings)
+        .await
+        .expect("the application builds");
+    let port = app.port();
+    let mqtt_url = app.broker().to_string();
+    let shutdown = app.shutdown_token();
+    // The test's own connection: what it sees, any other reader sees.
+    let db = Database::connect(&resources.database_url)
+        .await
+        .expect("the test connects to the database");
+    let server = tokio::spawn(app.run_until_stopped());
+    let mut resources = resources;
+    // A restart must find the same broker, embedded or not.
+    resources.mqtt_url = Some(mqtt_url.clone());
+    let test_app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        prefix: resources.prefix.clone(),
+        mqtt_url,
+        resources,
+        db,
+        http: awc::Client::default(),
+        shutdown,
+        server: Some(server),
+        publisher: None,
+    };
+    test_app.wait_ready().await;
+    test_app
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let mut resp = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status().as_u16();
+        let body = resp.body().await.expect("HTTP body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn wait_ready(&self) {
+        wait_for("the gateway to be ready", || async {
+            self.get("/ready").await.0 == 200
+        })
+        .await;
+    }
+
+    /// Publishes `payload` on `{prefix}/{suffix}` at QoS 1 and waits for the broker's ack.
+    pub async fn publish(&mut self, suffix: &str, payload: impl Into<Vec<u8>>) {
+        let topic = format!("{}/{suffix}", self.prefix);
+        self.publish_raw(&topic, payload).await;
+    }
+
+    /// Publishes on an exact topic (for topics outside the prefix or malformed ones).
+    pub async fn publish_raw(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        if self.publisher.is_none() {
+            self.publisher = Some(Publisher::connect(&self.mqtt_url).await);
+        }
+        self.publisher
+            .as_mut()
+            .unwrap()
+            .publish(topic, payload.into())
+            .await;
+    }
+
+    pub async fn publisher(&self) -> Publisher {
+        Publisher::connect(&self.mqtt_url).await
+    }
+
+    pub async fn connect_ws(&self, path: &str) -> WsClient {
+        WsClient::connect(&format!("ws://127.0.0.1:{}{path}", self.port)).await
+    }
+
+    /// Rows in a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT COUNT(*) FROM {table}"),
+            ))
+            .await
+            .expect("count query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("a count")
+    }
+
+    /// Waits until `table` holds `n` rows.
+    pub async fn wait_rows(&self, table: &str, n: i64) {
+        wait_for(&format!("{n} rows in {table}"), || async {
+            self.count(table).await >= n
+        })
+        .await;
+        assert_eq!(self.count(table).await, n, "rows in {table}");
+    }
+
+    /// Graceful shutdown, as on SIGTERM; waits until the server has stopped.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), server)
+                .await
+                .expect("the server stops in time")
+                .expect("the server task")
+                .expect("the server exits cleanly");
+        }
+    }
+
+    /// Vehicles registered.
+    pub async fn vehicles(&self) -> u64 {
+        entity::vehicle::Entity::find()
+            .count(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after [`DEADLINE`].
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An MQTT client that publishes at QoS 1 and knows when the broker has acked.
+pub struct Publisher {
+    pub client: AsyncClient,
+    acks: mpsc::UnboundedReceiver<()>,
+}
+
+impl Publisher {
+    pub async fn connect(url: &str) -> Publisher {
+        let broker = seano_gateway::mqtt::BrokerAddress::parse(url).expect("a broker URL");
+        let mut opts = MqttOptions::new(unique("pub"), broker.host, broker.port);
+        opts.set_max_packet_size(64 * 1024 * 1024, 64 * 1024 * 1024);
+        opts.set_inflight(200);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (conn_tx, mut connected) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = conn_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        if ack_tx.send(()).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(DEADLINE, connected.recv())
+            .await
+            .expect("the publisher connects to the broker");
+        Publisher { client, acks }
+    }
+
+    /// Publishes and waits for the broker's PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) {
+        self.send(topic, payload).await;
+        self.wait_acks(1).await;
+    }
+
+    /// Publishes without waiting for the ack.
+    pub async fn send(&mut self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("queueing a publish");
+    }
+
+    pub async fn wait_acks(&mut self, n: usize) {
+        for _ in 0..n {
+            tokio::time::timeout(DEADLINE, self.acks.recv())
+                .await
+                .expect("the broker acks the publish");
+        }
+    }
+}
+
+/// A WebSocket client that reads JSON frames with a deadline and answers pings.
+pub struct WsClient {
+    framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
+}
+
+/// What a read from the socket gave.
+#[derive(Debug)]
+pub enum WsEvent {
+    Json(Value),
+    Closed(Option<ws::CloseReason>),
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> WsClient {
+        let (_resp, framed) = awc::Client::builder()
+            .max_http_version(awc::http::Version::HTTP_11)
+            .finish()
+            .ws(url)
+            .max_frame_size(16 * 1024 * 1024)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
+        WsClient { framed }
+    }
+
+    /// The next JSON text frame or the close, within [`DEADLINE`].
+    pub async fn next_event(&mut self) -> WsEvent {
+        loop {
+            let frame = tokio::time::timeout(DEADLINE, self.framed.next())
+                .await
+                .expect("a frame within the deadline");
+            match frame {
+                Some(Ok(ws::Frame::Text(bytes))) => {
+                    return WsEvent::Json(serde_json::from_slice(&bytes).expect("a JSON frame"))
+                }
+                Some(Ok(ws::Frame::Ping(p))) => {
+                    let _ = self.framed.send(ws::Message::Pong(p)).await;
+                }
+                Some(Ok(ws::Frame::Close(reason))) => return WsEvent::Closed(reason),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("WebSocket protocol error: {e}"),
+                None => return WsEvent::Closed(None),
+            }
+        }
+    }
+
+    /// The next JSON frame; panics on close.
+    pub async fn next_json(&mut self) -> Value {
+        match self.next_event().await {
+            WsEvent::Json(v) => v,
+            WsEvent::Closed(r) => panic!("socket closed while waiting for a frame: {r:?}"),
+        }
+    }
+
+    /// The next frame whose `type` is a telemetry type (skipping control frames).
+    pub async fn next_data(&mut self) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if matches!(
+                v["type"].as_str(),
+                Some("raw_log" | "sensor_log" | "vehicle_log")
+            ) {
+                return v;
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(ws::Message::Text(text.to_owned().into()))
+            .await
+            .expect("sending a frame");
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.framed
+            .send(ws::Message::Binary(Bytes::from(bytes)))
+            .await
+            .expect("sending a frame");
+    }
+
+    /// Sends a ping frame and returns the pong: everything the server sent before it is in
+    /// `before`, so a test can assert "nothing else arrived" without sleeping.
+    pub async fn round_trip(&mut self) -> Vec<Value> {
+        let marker = unique("rt");
+        self.send_json(serde_json::json!({"type": "ping", "timestamp": marker}))
+            .await;
+        let mut before = Vec::new();
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == "pong" && v["timestamp"] == marker.as_str() {
+                return before;
+            }
+            before.push(v);
+        }
+    }
+}
