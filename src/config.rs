@@ -23,6 +23,7 @@ pub mod defaults {
     pub const WS_HEARTBEAT_SECS: u64 = 15;
     pub const WS_CLIENT_TIMEOUT_SECS: u64 = 45;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+    pub const WS_REPLAY_WINDOW: u64 = 100_000;
 }
 
 /// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
@@ -111,6 +112,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(2..=86_400))]
     pub ws_client_timeout_secs: u64,
 
+    /// How many seqs back a `since=` resume may reach; older gets a `resync` frame.
+    #[arg(long, env = "WS_REPLAY_WINDOW", value_name = "WS_REPLAY_WINDOW", default_value_t = defaults::WS_REPLAY_WINDOW,
+          value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub ws_replay_window: u64,
+
     /// Seconds a graceful shutdown may spend committing what is in flight.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -141,6 +147,7 @@ impl Default for Settings {
             ws_heartbeat_secs: defaults::WS_HEARTBEAT_SECS,
             ws_client_timeout_secs: defaults::WS_CLIENT_TIMEOUT_SECS,
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
+            ws_replay_window: defaults::WS_REPLAY_WINDOW,
         }
     }
 }

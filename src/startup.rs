@@ -136,6 +136,7 @@ impl Application {
             session: SessionConfig {
                 heartbeat: Duration::from_secs(settings.ws_heartbeat_secs),
                 client_timeout: Duration::from_secs(settings.ws_client_timeout_secs),
+                replay_window: settings.ws_replay_window as i64,
             },
             max_frame_bytes: settings.ws_max_frame_bytes as usize,
             shutdown: shutdown.clone(),

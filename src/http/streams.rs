@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{ApiError, AppState};
 use crate::hub::{parse_types, Filter, Stream};
 use crate::ws::protocol::StreamQuery;
-use crate::ws::{session, SessionContext};
+use crate::ws::{session, Opening, SessionContext};
 
 pub async fn all_vehicles(
     req: HttpRequest,
@@ -47,6 +47,25 @@ async fn open(
 ) -> Result<HttpResponse, ApiError> {
     let types =
         parse_types(query.types.as_deref()).map_err(|e| ApiError::bad_parameter("types", e))?;
+    let since = match query.since.as_deref() {
+        None => None,
+        Some(s) => Some(s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            ApiError::bad_parameter(
+                "since",
+                format!("'{s}' is not a seq (a non-negative integer)"),
+            )
+        })?),
+    };
+    let snapshot = match query.snapshot.as_deref() {
+        None => false,
+        Some("latest") => true,
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                "snapshot",
+                format!("'{other}' is not supported (use snapshot=latest)"),
+            ))
+        }
+    };
     if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable("the server is shutting down".into()));
     }
@@ -59,27 +78,24 @@ async fn open(
         .max_frame_size(state.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(state.max_frame_bytes);
-    let (filter, vehicle_id) = match stream {
-        Stream::AllVehicles => (Filter::all_vehicles(types), None),
-        Stream::Vehicle(id) => (Filter::vehicle(id, types), Some(id)),
+    let filter = match stream {
+        Stream::AllVehicles => Filter::all_vehicles(types),
+        Stream::Vehicle(id) => Filter::vehicle(id, types),
     };
-    let registration = state
-        .hub
-        .register(slot, filter, stream)
-        .await
-        .ok_or_else(|| ApiError::Unavailable("the server is shutting down".into()))?;
+    let opening = Opening {
+        slot,
+        stream,
+        filter,
+        since,
+        snapshot,
+    };
     let ctx = SessionContext {
         hub: state.hub.clone(),
+        db: state.db.clone(),
         metrics: state.metrics.clone(),
         config: state.session,
         shutdown: state.shutdown.clone(),
     };
-    actix_web::rt::spawn(session::run(
-        session,
-        messages,
-        registration,
-        vehicle_id,
-        ctx,
-    ));
+    actix_web::rt::spawn(session::run(session, messages, opening, ctx));
     Ok(response)
 }

@@ -19,10 +19,18 @@ struct DataFrame<'a> {
     connection_count: usize,
     id: i64,
     seq: i64,
+    /// Present (true) on `snapshot=latest` frames, which must not move a client's resume cursor.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    snapshot: bool,
 }
 
 /// Serializes one message; the same bytes go to every client that receives it.
-pub fn encode(msg: &StoredMessage, broadcast_time: &str, connection_count: usize) -> ByteString {
+pub fn encode(
+    msg: &StoredMessage,
+    broadcast_time: &str,
+    connection_count: usize,
+    snapshot: bool,
+) -> ByteString {
     let frame = DataFrame {
         kind: msg.kind,
         vehicle_id: msg.vehicle_id,
@@ -33,6 +41,7 @@ pub fn encode(msg: &StoredMessage, broadcast_time: &str, connection_count: usize
         connection_count,
         id: msg.id,
         seq: msg.seq,
+        snapshot,
     };
     // unwrap: a struct of strings, numbers and pre-validated raw JSON always serializes.
     ByteString::from(serde_json::to_string(&frame).unwrap())

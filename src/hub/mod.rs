@@ -52,11 +52,18 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// One serialized data frame on its way to a client, with its seq for the resume seam.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub seq: i64,
+    pub bytes: ByteString,
+}
+
 /// What a session gets back from [`HubHandle::register`].
 pub struct Registration {
     pub id: ClientId,
     /// Frames for this client, in commit order.
-    pub frames: mpsc::Receiver<ByteString>,
+    pub frames: mpsc::Receiver<Frame>,
     /// Cancelled when the hub ends this client's stream; [`Registration::kick_reason`] says why.
     pub kicked: CancellationToken,
     kick_reason: Arc<OnceLock<Kick>>,
@@ -186,7 +193,7 @@ struct Client {
     filter: Filter,
     stream: Stream,
     connected_at: DateTime<Utc>,
-    tx: mpsc::Sender<ByteString>,
+    tx: mpsc::Sender<Frame>,
     kicked: CancellationToken,
     kick_reason: Arc<OnceLock<Kick>>,
 }
@@ -313,7 +320,10 @@ impl Hub {
                 if !client.filter.matches(msg.vehicle_id, msg.kind) || dropped.contains(id) {
                     continue;
                 }
-                let frame = frame.get_or_insert_with(|| frame::encode(msg, &broadcast_time, count));
+                let frame = frame.get_or_insert_with(|| Frame {
+                    seq: msg.seq,
+                    bytes: frame::encode(msg, &broadcast_time, count, false),
+                });
                 match client.tx.try_send(frame.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {

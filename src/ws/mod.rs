@@ -4,4 +4,4 @@
 pub mod protocol;
 pub mod session;
 
-pub use session::{SessionConfig, SessionContext};
+pub use session::{Opening, SessionConfig, SessionContext};

@@ -18,6 +18,8 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 3001;
     /// Nothing heard from the client within `WS_CLIENT_TIMEOUT_SECS`.
     pub const HEARTBEAT_TIMEOUT: u16 = 3002;
+    /// The server cannot serve the stream right now (e.g. the database is away): reconnect.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// What a client may send.
@@ -124,6 +126,18 @@ pub fn subscription_ack(change: FilterChange, filter: &Filter) -> String {
     })
 }
 
+/// Sent instead of a replay when `since` is outside the replay window (or ahead of the last
+/// seq): the client should reload history over REST; the live stream follows.
+pub fn resync(since: i64, last_seq: i64, replay_window: i64) -> String {
+    to_json(&serde_json::json!({
+        "type": "resync",
+        "message": "since is outside the replay window; reload history over REST (after_seq) and continue from the live stream",
+        "since": since,
+        "last_seq": last_seq,
+        "replay_window": replay_window,
+    }))
+}
+
 pub fn error(message: &str) -> String {
     #[derive(Serialize)]
     struct Error<'a> {
@@ -147,6 +161,10 @@ fn to_json<T: Serialize>(v: &T) -> String {
 pub struct StreamQuery {
     /// `types=vehicle_log,sensor_log`: only these message types.
     pub types: Option<String>,
+    /// `since=<seq>`: first replay every stored message after this seq.
+    pub since: Option<String>,
+    /// `snapshot=latest`: first the latest vehicle_log of each vehicle in the filter.
+    pub snapshot: Option<String>,
 }
 
 #[cfg(test)]

@@ -6,92 +6,238 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use bytestring::ByteString;
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, close, ClientFrame};
-use crate::hub::{HubHandle, Kick, Registration};
+use crate::domain::{format_time, MessageType};
+use crate::hub::{frame, ConnectionSlot, Filter, HubHandle, Kick, Registration, Stream};
 use crate::metrics::Metrics;
+use crate::store::replay;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
     pub heartbeat: Duration,
     pub client_timeout: Duration,
+    /// How many seqs back `since=` may reach before the client is told to resync.
+    pub replay_window: i64,
 }
 
 pub struct SessionContext {
     pub hub: HubHandle,
+    pub db: DatabaseConnection,
     pub metrics: Arc<Metrics>,
     pub config: SessionConfig,
     pub shutdown: CancellationToken,
 }
 
+/// What the client asked for when it connected.
+pub struct Opening {
+    pub slot: ConnectionSlot,
+    pub stream: Stream,
+    pub filter: Filter,
+    /// `since=`: replay every stored message after this seq first.
+    pub since: Option<i64>,
+    /// `snapshot=latest`: first the latest vehicle_log of each vehicle in the filter.
+    pub snapshot: bool,
+}
+
+/// Messages read from the database per query while replaying.
+const REPLAY_PAGE: u64 = 500;
+
 /// Runs the session until either side ends it.
 pub async fn run(
     mut session: Session,
     mut stream: AggregatedMessageStream,
-    mut reg: Registration,
-    vehicle_id: Option<i64>,
+    opening: Opening,
     ctx: SessionContext,
 ) {
-    let SessionContext {
-        hub,
-        metrics,
-        config,
-        shutdown,
-    } = ctx;
-    let hello = protocol::connection(reg.connection_count, vehicle_id, &reg.filter);
-    let mut reason = None;
-    if session.text(hello).await.is_ok() {
-        metrics.frames_sent.fetch_add(1, Relaxed);
-        reason = serve(
-            &mut session,
-            &mut stream,
-            &mut reg,
-            vehicle_id,
-            &hub,
-            &metrics,
-            config,
-            &shutdown,
-        )
-        .await;
-    }
-    hub.unregister(reg.id).await;
+    let vehicle_id = match opening.stream {
+        Stream::Vehicle(id) => Some(id),
+        Stream::AllVehicles => None,
+    };
+    let hello = protocol::connection(ctx.hub.connection_count(), vehicle_id, &opening.filter);
+    let mut out = Out {
+        session: &mut session,
+        metrics: &ctx.metrics,
+    };
+    let reason = match out.send(hello).await {
+        Err(Closed) => None,
+        Ok(()) => match open_stream(&mut out, &ctx, opening).await {
+            Ok((mut reg, replayed_up_to)) => {
+                let reason = serve(
+                    &mut out,
+                    &mut stream,
+                    &mut reg,
+                    replayed_up_to,
+                    vehicle_id,
+                    &ctx,
+                )
+                .await;
+                ctx.hub.unregister(reg.id).await;
+                reason
+            }
+            Err(reason) => reason,
+        },
+    };
     if let Some(r) = &reason {
-        log::debug!("ws: closing client {} with {:?}", reg.id, r);
+        log::debug!("ws: closing with {r:?}");
     }
     let _ = session.close(reason).await;
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The session's writing half, counting what it sends.
+struct Out<'a> {
+    session: &'a mut Session,
+    metrics: &'a Metrics,
+}
+
+struct Closed;
+
+impl Out<'_> {
+    async fn send(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
+        self.session.text(text).await.map_err(|_| Closed)?;
+        self.metrics.frames_sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+/// Sends the snapshot and the replay the client asked for, then joins the hub. Returns the
+/// registration and the last seq already sent: live frames up to it are skipped, so the seam
+/// between replay and live has no gap and no duplicate.
+async fn open_stream(
+    out: &mut Out<'_>,
+    ctx: &SessionContext,
+    opening: Opening,
+) -> Result<(Registration, i64), Option<CloseReason>> {
+    let Opening {
+        slot,
+        stream,
+        filter,
+        since,
+        snapshot,
+    } = opening;
+    let vehicles = (!filter.all).then(|| filter.vehicles.clone());
+    let now = || format_time(Utc::now());
+    let count = ctx.hub.connection_count();
+    let db_failed = |e: sea_orm::DbErr| {
+        log::error!("ws: reading stored messages failed: {e}");
+        Some(reason(
+            close::TRY_AGAIN_LATER,
+            "stored messages are unavailable; retry",
+        ))
+    };
+
+    if snapshot && filter.types.contains(&MessageType::VehicleLog) {
+        let latest = replay::latest_vehicle_logs(&ctx.db, vehicles.as_ref())
+            .await
+            .map_err(db_failed)?;
+        let at = now();
+        for msg in &latest {
+            out.send(frame::encode(msg, &at, count, true))
+                .await
+                .map_err(|_| None)?;
+        }
+    }
+
+    let mut sel = replay::Selection {
+        vehicles,
+        types: filter.types.clone(),
+        after_seq: 0,
+        up_to_seq: None,
+    };
+    let mut replaying = false;
+    if let Some(since) = since {
+        let last = replay::last_seq(&ctx.db).await.map_err(db_failed)?;
+        if since > last || last - since > ctx.config.replay_window {
+            out.send(protocol::resync(since, last, ctx.config.replay_window))
+                .await
+                .map_err(|_| None)?;
+        } else {
+            // Catch up from the database without holding a hub queue, which could overflow.
+            sel.after_seq = since;
+            replaying = true;
+            replay_pages(out, ctx, &mut sel, count).await?;
+        }
+    }
+
+    let reg = ctx
+        .hub
+        .register(slot, filter, stream)
+        .await
+        .ok_or_else(|| Some(reason(close::GOING_AWAY, "server shutting down")))?;
+    if !replaying {
+        let live_from = reg.last_seq;
+        return Ok((reg, live_from));
+    }
+    // What was committed between the catch-up and joining the hub.
+    sel.up_to_seq = Some(reg.last_seq);
+    replay_pages(out, ctx, &mut sel, count).await?;
+    let sent_up_to = sel.after_seq.max(reg.last_seq);
+    Ok((reg, sent_up_to))
+}
+
+/// Sends every stored message matching `sel`, page by page; leaves `sel.after_seq` at the last
+/// one sent.
+async fn replay_pages(
+    out: &mut Out<'_>,
+    ctx: &SessionContext,
+    sel: &mut replay::Selection,
+    count: usize,
+) -> Result<(), Option<CloseReason>> {
+    loop {
+        let page = replay::messages_after(&ctx.db, sel, REPLAY_PAGE)
+            .await
+            .map_err(|e| {
+                log::error!("ws: replay failed: {e}");
+                Some(reason(
+                    close::TRY_AGAIN_LATER,
+                    "stored messages are unavailable; retry",
+                ))
+            })?;
+        let at = format_time(Utc::now());
+        for msg in &page {
+            out.send(frame::encode(msg, &at, count, false))
+                .await
+                .map_err(|_| None)?;
+            sel.after_seq = msg.seq;
+        }
+        if (page.len() as u64) < REPLAY_PAGE {
+            return Ok(());
+        }
+    }
+}
+
 async fn serve(
-    session: &mut Session,
+    out: &mut Out<'_>,
     stream: &mut AggregatedMessageStream,
     reg: &mut Registration,
+    replayed_up_to: i64,
     vehicle_id: Option<i64>,
-    hub: &HubHandle,
-    metrics: &Metrics,
-    config: SessionConfig,
-    shutdown: &CancellationToken,
+    ctx: &SessionContext,
 ) -> Option<CloseReason> {
+    let config = ctx.config;
     let mut last_heard = Instant::now();
     let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let reply = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return Some(reason(close::GOING_AWAY, "server shutting down")),
+            _ = ctx.shutdown.cancelled() => return Some(reason(close::GOING_AWAY, "server shutting down")),
             _ = reg.kicked.cancelled() => {
                 return match reg.kick_reason() {
                     Some(Kick::SlowConsumer) | None => Some(reason(close::SLOW_CONSUMER, "slow consumer: reconnect and resume with since=")),
                 };
             }
             frame = reg.frames.recv() => match frame {
+                Some(frame) if frame.seq <= replayed_up_to => continue,
                 Some(frame) => {
-                    if session.text(frame).await.is_err() {
+                    if out.send(frame.bytes).await.is_err() {
                         return None;
                     }
-                    metrics.frames_sent.fetch_add(1, Relaxed);
                     continue;
                 }
                 None => return Some(reason(close::GOING_AWAY, "stream ended")),
@@ -104,10 +250,10 @@ async fn serve(
                         return Some(reason(close::TOO_BIG, "frame too large"));
                     }
                     Some(Err(e)) => return Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }),
-                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, hub).await,
+                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, &ctx.hub).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => protocol::error("Binary frames are not supported; send JSON text"),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
+                        if out.session.pong(&bytes).await.is_err() {
                             return None;
                         }
                         continue;
@@ -120,16 +266,15 @@ async fn serve(
                 if last_heard.elapsed() > config.client_timeout {
                     return Some(reason(close::HEARTBEAT_TIMEOUT, "no answer to pings"));
                 }
-                if session.ping(b"").await.is_err() {
+                if out.session.ping(b"").await.is_err() {
                     return None;
                 }
                 continue;
             }
         };
-        if session.text(reply).await.is_err() {
+        if out.send(reply).await.is_err() {
             return None;
         }
-        metrics.frames_sent.fetch_add(1, Relaxed);
     }
 }
 

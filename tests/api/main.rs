@@ -9,5 +9,6 @@ mod helpers;
 mod config;
 mod ingest;
 mod rejected;
+mod resume;
 mod shutdown;
 mod streams;

@@ -1,0 +1,209 @@
+//! Reading stored telemetry back in `seq` order, in the same form the hub broadcasts: for
+//! resuming a stream (`since=`), for snapshots (`snapshot=latest`) and for REST history.
+
+use std::collections::BTreeSet;
+
+use entity::{raw_log, sensor_log, vehicle_log};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde_json::value::RawValue;
+
+use crate::domain::{MessageType, StoredMessage, VehicleState};
+
+/// Which stored messages to read.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// `None`: every vehicle.
+    pub vehicles: Option<BTreeSet<i64>>,
+    pub types: BTreeSet<MessageType>,
+    /// Only messages with a larger seq.
+    pub after_seq: i64,
+    /// Only messages with this seq or a smaller one.
+    pub up_to_seq: Option<i64>,
+}
+
+/// Up to `limit` messages matching `sel`, in seq order.
+pub async fn messages_after(
+    db: &DatabaseConnection,
+    sel: &Selection,
+    limit: u64,
+) -> Result<Vec<StoredMessage>, DbErr> {
+    let mut out = Vec::new();
+    if sel.vehicles.as_ref().is_some_and(|v| v.is_empty()) {
+        return Ok(out);
+    }
+    // The three tables are read by separate statements, at different moments. Bounding them all
+    // by the cursor read first makes the page consistent: every row up to it is committed (the
+    // cursor and its rows commit together), so no table can show rows past a gap in another.
+    let up_to = match sel.up_to_seq {
+        Some(up_to) => up_to,
+        None => last_seq(db).await?,
+    };
+    let sel = &Selection {
+        up_to_seq: Some(up_to),
+        ..sel.clone()
+    };
+    // Each table gives its first `limit` in seq order; the first `limit` of the merge are right.
+    for kind in &sel.types {
+        match kind {
+            MessageType::RawLog => {
+                let mut q = raw_log::Entity::find().filter(raw_log::Column::Seq.gt(sel.after_seq));
+                if let Some(up_to) = sel.up_to_seq {
+                    q = q.filter(raw_log::Column::Seq.lte(up_to));
+                }
+                if let Some(v) = &sel.vehicles {
+                    q = q.filter(raw_log::Column::VehicleId.is_in(v.iter().copied()));
+                }
+                let rows = q
+                    .order_by_asc(raw_log::Column::Seq)
+                    .limit(limit)
+                    .all(db)
+                    .await?;
+                out.extend(rows.into_iter().map(from_raw_log));
+            }
+            MessageType::SensorLog => {
+                let mut q =
+                    sensor_log::Entity::find().filter(sensor_log::Column::Seq.gt(sel.after_seq));
+                if let Some(up_to) = sel.up_to_seq {
+                    q = q.filter(sensor_log::Column::Seq.lte(up_to));
+                }
+                if let Some(v) = &sel.vehicles {
+                    q = q.filter(sensor_log::Column::VehicleId.is_in(v.iter().copied()));
+                }
+                let rows = q
+                    .order_by_asc(sensor_log::Column::Seq)
+                    .limit(limit)
+                    .all(db)
+                    .await?;
+                out.extend(rows.into_iter().map(from_sensor_log));
+            }
+            MessageType::VehicleLog => {
+                let mut q =
+                    vehicle_log::Entity::find().filter(vehicle_log::Column::Seq.gt(sel.after_seq));
+                if let Some(up_to) = sel.up_to_seq {
+                    q = q.filter(vehicle_log::Column::Seq.lte(up_to));
+                }
+                if let Some(v) = &sel.vehicles {
+                    q = q.filter(vehicle_log::Column::VehicleId.is_in(v.iter().copied()));
+                }
+                let rows = q
+                    .order_by_asc(vehicle_log::Column::Seq)
+                    .limit(limit)
+                    .all(db)
+                    .await?;
+                out.extend(rows.into_iter().map(from_vehicle_log));
+            }
+        }
+    }
+    out.sort_by_key(|m| m.seq);
+    out.truncate(limit as usize);
+    Ok(out)
+}
+
+/// The latest vehicle_log of each vehicle (of `vehicles`, or all), in seq order.
+pub async fn latest_vehicle_logs(
+    db: &DatabaseConnection,
+    vehicles: Option<&BTreeSet<i64>>,
+) -> Result<Vec<StoredMessage>, DbErr> {
+    let mut latest = vehicle_log::Entity::find()
+        .select_only()
+        .column_as(vehicle_log::Column::Seq.max(), "seq")
+        .group_by(vehicle_log::Column::VehicleId);
+    if let Some(v) = vehicles {
+        latest = latest.filter(vehicle_log::Column::VehicleId.is_in(v.iter().copied()));
+    }
+    let seqs: Vec<i64> = latest
+        .into_tuple::<Option<i64>>()
+        .all(db)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = vehicle_log::Entity::find()
+        .filter(vehicle_log::Column::Seq.is_in(seqs))
+        .order_by_asc(vehicle_log::Column::Seq)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(from_vehicle_log).collect())
+}
+
+/// The last seq handed out (0 before the first message).
+pub async fn last_seq(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    Ok(entity::seq_cursor::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .map_or(0, |c| c.value))
+}
+
+fn raw(value: &impl serde::Serialize) -> Box<RawValue> {
+    // unwrap: JSON values and plain structs of them always serialize.
+    serde_json::value::to_raw_value(value).unwrap()
+}
+
+pub fn from_raw_log(r: raw_log::Model) -> StoredMessage {
+    StoredMessage {
+        seq: r.seq,
+        id: r.id,
+        vehicle_id: r.vehicle_id,
+        kind: MessageType::RawLog,
+        sensor_id: None,
+        data: raw(&r.data),
+        timestamp: r.timestamp,
+    }
+}
+
+pub fn from_sensor_log(r: sensor_log::Model) -> StoredMessage {
+    StoredMessage {
+        seq: r.seq,
+        id: r.id,
+        vehicle_id: r.vehicle_id,
+        kind: MessageType::SensorLog,
+        sensor_id: Some(r.sensor_id),
+        data: raw(&r.data),
+        timestamp: r.timestamp,
+    }
+}
+
+/// Rebuilds the object the vehicle sent from the typed columns and `extra`: the same `data`
+/// the live frame carried.
+pub fn vehicle_state(r: &vehicle_log::Model) -> VehicleState {
+    VehicleState {
+        battery_voltage: r.battery_voltage,
+        battery_current: r.battery_current,
+        rssi: r.rssi,
+        mode: r.mode.clone(),
+        latitude: r.latitude,
+        longitude: r.longitude,
+        altitude: r.altitude,
+        heading: r.heading,
+        speed: r.speed,
+        armed: r.armed,
+        guided: r.guided,
+        system_status: r.system_status.clone(),
+        gps_fix: r.gps_fix,
+        roll: r.roll,
+        pitch: r.pitch,
+        yaw: r.yaw,
+        temperature: r.temperature,
+        extra: match &r.extra {
+            serde_json::Value::Object(m) => m.clone(),
+            _ => Default::default(),
+        },
+    }
+}
+
+pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
+    StoredMessage {
+        seq: r.seq,
+        id: r.id,
+        vehicle_id: r.vehicle_id,
+        kind: MessageType::VehicleLog,
+        sensor_id: None,
+        data: raw(&vehicle_state(&r)),
+        timestamp: r.timestamp,
+    }
+}

@@ -1,0 +1,190 @@
+//! Resume with `since=`, resync beyond the window, and `snapshot=latest`.
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_with, Publisher, Resources};
+
+#[actix_web::test]
+async fn resume_with_since_under_load_has_no_gap_and_no_duplicate_at_the_seam() {
+    let app = spawn_app().await;
+    let total = 1200i64;
+    let prefix = app.prefix.clone();
+    let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    let publishing = tokio::spawn(async move {
+        for i in 0..total {
+            let (topic, payload) = if i % 2 == 0 {
+                (
+                    format!("{prefix}/{}/raw_log", 1 + i % 4),
+                    format!("line {i}"),
+                )
+            } else {
+                (
+                    format!("{prefix}/{}/vehicle_log", 1 + i % 4),
+                    json!({"speed": i}).to_string(),
+                )
+            };
+            publisher.send(&topic, payload.into_bytes()).await;
+            if i % 50 == 49 {
+                publisher.wait_acks(50).await;
+            }
+        }
+    });
+
+    // A dashboard reads for a while, then its connection drops.
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+    let mut last = 0;
+    while last < 300 {
+        last = ws.next_data().await["seq"].as_i64().unwrap();
+    }
+    drop(ws);
+
+    // It comes back with the last seq it saw, while traffic keeps flowing.
+    let mut ws = app.connect_ws(&format!("/api/ws?since={last}")).await;
+    ws.next_json().await;
+    let mut seqs = Vec::new();
+    while seqs.last().copied().unwrap_or(last) < total {
+        seqs.push(ws.next_data().await["seq"].as_i64().unwrap());
+    }
+    publishing.await.unwrap();
+    assert_eq!(
+        seqs,
+        ((last + 1)..=total).collect::<Vec<_>>(),
+        "every seq after {last} exactly once, in order"
+    );
+
+    // A filtered resume replays only what matches, then continues live with the same filter.
+    let mut vs = app
+        .connect_ws("/api/ws/vehicle/2?types=vehicle_log&since=100")
+        .await;
+    vs.next_json().await;
+    let expected: Vec<i64> = entity::vehicle_log::Entity::find()
+        .filter(entity::vehicle_log::Column::VehicleId.eq(2))
+        .filter(entity::vehicle_log::Column::Seq.gt(100))
+        .order_by_asc(entity::vehicle_log::Column::Seq)
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.seq)
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        let frame = vs.next_data().await;
+        assert_eq!(
+            (frame["vehicle_id"].as_i64(), frame["type"].as_str()),
+            (Some(2), Some("vehicle_log"))
+        );
+        got.push(frame["seq"].as_i64().unwrap());
+    }
+    assert_eq!(got, expected);
+    let mut app = app;
+    app.publish("2/vehicle_log", r#"{"speed":-1}"#).await;
+    let live = vs.next_data().await;
+    assert_eq!(
+        live["seq"].as_i64().unwrap(),
+        total + 1,
+        "live frames follow the replay"
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn since_outside_the_replay_window_gets_a_resync_frame_then_live_data() {
+    let mut app = spawn_with(Resources::fresh().await, |s| s.ws_replay_window = 5).await;
+    for i in 0..10 {
+        app.publish("1/raw_log", format!("m{i}")).await;
+    }
+    app.wait_rows("raw_logs", 10).await;
+    for since in [1, 999] {
+        let mut ws = app.connect_ws(&format!("/api/ws?since={since}")).await;
+        ws.next_json().await;
+        let resync = ws.next_json().await;
+        assert_eq!(resync["type"], "resync");
+        assert_eq!(
+            (
+                resync["since"].as_i64(),
+                resync["last_seq"].as_i64(),
+                resync["replay_window"].as_i64()
+            ),
+            (Some(since), Some(10), Some(5))
+        );
+    }
+    let mut ws = app.connect_ws("/api/ws?since=6").await;
+    ws.next_json().await;
+    for seq in 7..=10 {
+        assert_eq!(
+            ws.next_data().await["seq"],
+            seq,
+            "inside the window it replays"
+        );
+    }
+    app.publish("1/raw_log", "live").await;
+    assert_eq!(ws.next_data().await["data"], "live");
+
+    for (query, parameter) in [
+        ("since=-1", "since"),
+        ("since=abc", "since"),
+        ("snapshot=all", "snapshot"),
+    ] {
+        let (status, body) = app.get(&format!("/api/ws?{query}")).await;
+        assert_eq!(
+            (status, body["parameter"].as_str()),
+            (400, Some(parameter)),
+            "{query}"
+        );
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn snapshot_latest_sends_each_vehicles_latest_state_before_live_data() {
+    let mut app = spawn_app().await;
+    app.publish("1/vehicle_log", r#"{"mode":"MANUAL"}"#).await;
+    app.publish("2/vehicle_log", r#"{"mode":"AUTO"}"#).await;
+    app.publish("1/vehicle_log", r#"{"mode":"GUIDED"}"#).await;
+    app.publish("3/raw_log", "no state for vehicle 3").await;
+    app.wait_rows("vehicle_logs", 3).await;
+
+    let mut ws = app.connect_ws("/api/ws?snapshot=latest").await;
+    ws.next_json().await;
+    let a = ws.next_json().await;
+    let b = ws.next_json().await;
+    assert_eq!(
+        (
+            a["vehicle_id"].as_i64(),
+            a["data"]["mode"].as_str(),
+            a["snapshot"].as_bool()
+        ),
+        (Some(2), Some("AUTO"), Some(true))
+    );
+    assert_eq!(
+        (
+            b["vehicle_id"].as_i64(),
+            b["data"]["mode"].as_str(),
+            b["snapshot"].as_bool()
+        ),
+        (Some(1), Some("GUIDED"), Some(true))
+    );
+    app.publish("2/vehicle_log", r#"{"mode":"RTL"}"#).await;
+    let live = ws.next_json().await;
+    assert_eq!(
+        (live["data"]["mode"].as_str(), live.get("snapshot")),
+        (Some("RTL"), None)
+    );
+
+    let mut one = app.connect_ws("/api/ws/vehicle/1?snapshot=latest").await;
+    one.next_json().await;
+    let snap = one.next_json().await;
+    assert_eq!(
+        (snap["vehicle_id"].as_i64(), snap["data"]["mode"].as_str()),
+        (Some(1), Some("GUIDED"))
+    );
+    assert!(
+        one.round_trip().await.is_empty(),
+        "only vehicle 1's snapshot"
+    );
+    app.stop().await;
+}
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
