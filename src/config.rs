@@ -24,6 +24,7 @@ pub mod defaults {
     pub const WS_CLIENT_TIMEOUT_SECS: u64 = 45;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
+    pub const DEDUP_WINDOW: u64 = 100_000;
 }
 
 /// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
@@ -117,6 +118,11 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub ws_replay_window: u64,
 
+    /// How many seqs back a redelivered (DUP) message is looked for before it is stored again.
+    #[arg(long, env = "DEDUP_WINDOW", value_name = "DEDUP_WINDOW", default_value_t = defaults::DEDUP_WINDOW,
+          value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub dedup_window: u64,
+
     /// Seconds a graceful shutdown may spend committing what is in flight.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -148,6 +154,7 @@ impl Default for Settings {
             ws_client_timeout_secs: defaults::WS_CLIENT_TIMEOUT_SECS,
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             ws_replay_window: defaults::WS_REPLAY_WINDOW,
+            dedup_window: defaults::DEDUP_WINDOW,
         }
     }
 }

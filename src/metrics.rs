@@ -30,6 +30,7 @@ impl PerType {
     }
 }
 
+/// One count per message type.
 #[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
 pub struct TypeCounts {
     pub raw_log: u64,
@@ -53,6 +54,8 @@ pub struct Metrics {
     pub slow_clients_dropped: AtomicU64,
     pub batches_committed: AtomicU64,
     pub commit_failures: AtomicU64,
+    /// Broker redeliveries recognised as already stored (acknowledged, not stored again).
+    pub duplicates_dropped: AtomicU64,
     /// Acks the MQTT client could not queue (the broker redelivers those messages).
     pub ack_failures: AtomicU64,
     pub last_seq: AtomicI64,
@@ -76,6 +79,7 @@ impl Default for Metrics {
             slow_clients_dropped: AtomicU64::new(0),
             batches_committed: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
+            duplicates_dropped: AtomicU64::new(0),
             ack_failures: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
             mqtt_connected: AtomicBool::new(false),
@@ -99,6 +103,7 @@ pub struct PipelineStats {
     pub slow_clients_dropped: u64,
     pub batches_committed: u64,
     pub commit_failures: u64,
+    pub duplicates_dropped: u64,
     pub ack_failures: u64,
     pub last_seq: i64,
 }
@@ -127,6 +132,7 @@ impl Metrics {
             slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
             batches_committed: self.batches_committed.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
+            duplicates_dropped: self.duplicates_dropped.load(Relaxed),
             ack_failures: self.ack_failures.load(Relaxed),
             last_seq: self.last_seq.load(Relaxed),
         }

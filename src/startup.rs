@@ -103,6 +103,7 @@ impl Application {
             WriterConfig {
                 batch_max,
                 batch_window: settings.batch_window(),
+                dedup_window: settings.dedup_window as i64,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
             },
             STORE_QUEUE,

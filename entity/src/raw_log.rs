@@ -16,6 +16,8 @@ pub struct Model {
     /// The vehicle's timestamp, or the gateway's receive time when it sent none.
     pub timestamp: DateTimeUtc,
     pub received_at: DateTimeUtc,
+    /// Hash of topic and payload; recognises a broker redelivery of a stored message.
+    pub dedup_key: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,6 +33,8 @@ pub struct Model {
     pub extra: Json,
     pub timestamp: DateTimeUtc,
     pub received_at: DateTimeUtc,
+    /// Hash of topic and payload; recognises a broker redelivery of a stored message.
+    pub dedup_key: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,6 @@
 //! The writer task: batches, one transaction per batch, broadcast and ack after commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +11,15 @@ use rumqttc::{AsyncClient, Publish};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryTrait, Statement,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, Statement, TransactionTrait,
 };
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Decoded, Rejection, StoredMessage, Telemetry};
+use crate::domain::{Decoded, MessageType, Rejection, StoredMessage, Telemetry};
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 
@@ -49,6 +49,8 @@ impl StoreHandle {
 pub struct WriterConfig {
     pub batch_max: usize,
     pub batch_window: Duration,
+    /// How many seqs back a redelivered message is looked for (see [`dedup_key`]).
+    pub dedup_window: i64,
     /// How long a shutdown keeps retrying a failing commit before leaving the rest to the
     /// broker (unacknowledged messages are redelivered).
     pub shutdown_timeout: Duration,
@@ -152,9 +154,22 @@ impl Writer {
         }
         let mut backoff = Duration::from_millis(50);
         let mut give_up_at = None;
+        // After a failed attempt the outcome is unknown (the commit may have landed before the
+        // connection broke): from then on every message is checked against what is stored.
+        let mut suspect_all = false;
+        let last_seq = self.metrics.last_seq.load(Relaxed);
+        let window = self.config.dedup_window;
         let committed = loop {
-            match write_batch(&self.db, batch).await {
-                Ok(committed) => break committed,
+            match write_batch(&self.db, batch, suspect_all, last_seq - window).await {
+                Ok((committed, dropped)) => {
+                    if dropped > 0 {
+                        self.metrics
+                            .duplicates_dropped
+                            .fetch_add(dropped as u64, Relaxed);
+                        log::info!("store: {dropped} redelivered messages were already stored; acknowledged, not stored again");
+                    }
+                    break committed;
+                }
                 Err(e) => {
                     self.metrics.commit_failures.fetch_add(1, Relaxed);
                     if self.metrics.database_ok.swap(false, Relaxed) {
@@ -177,6 +192,7 @@ impl Writer {
                     return;
                 }
             }
+            suspect_all = true;
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         };
@@ -205,32 +221,78 @@ impl Writer {
     }
 }
 
-/// Writes one batch in one transaction and returns its telemetry in `seq` order.
+/// The dedup key of a message: FNV-1a (64 bit) of its topic, a 0xFF separator and its payload.
+/// It is stored, so it must not change between versions (std's hashers may).
+pub fn dedup_key(topic: &str, payload: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.as_bytes().iter().chain([0xff].iter()).chain(payload) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// Writes one batch in one transaction and returns its telemetry in `seq` order, and how many
+/// redeliveries it dropped.
+///
+/// Dedup rule: a message the broker marks as a redelivery (DUP), or any message when
+/// `suspect_all`, is not stored again if the same vehicle has a stored message with the same
+/// topic and payload with a seq above `dedup_floor`, or earlier in this batch. Messages without
+/// the DUP flag are always stored: a vehicle that sends the same line twice keeps both.
 async fn write_batch(
     db: &DatabaseConnection,
     batch: &[Incoming],
-) -> Result<Vec<StoredMessage>, DbErr> {
+    suspect_all: bool,
+    dedup_floor: i64,
+) -> Result<(Vec<StoredMessage>, usize), DbErr> {
     let txn = db.begin().await?;
 
-    // First and last receive time of each vehicle in this batch.
-    let mut seen: BTreeMap<i64, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
-    let accepted: Vec<(&Incoming, &Decoded)> = batch
+    let accepted: Vec<(&Incoming, &Decoded, i64)> = batch
         .iter()
-        .filter_map(|m| m.outcome.as_ref().ok().map(|d| (m, d)))
+        .filter_map(|m| {
+            m.outcome
+                .as_ref()
+                .ok()
+                .map(|d| (m, d, dedup_key(&m.publish.topic, &m.publish.payload)))
+        })
         .collect();
-    for (m, d) in &accepted {
-        let (first, last) = seen
+    let suspects: Vec<(i64, i64, MessageType)> = accepted
+        .iter()
+        .filter(|(m, ..)| suspect_all || m.publish.dup)
+        .map(|(_, d, key)| (d.vehicle_id, *key, d.body.kind()))
+        .collect();
+    let mut seen = if suspects.is_empty() {
+        HashSet::new()
+    } else {
+        stored_keys(&txn, &suspects, dedup_floor).await?
+    };
+    let mut dropped = 0;
+    let accepted: Vec<_> = accepted
+        .into_iter()
+        .filter(|(m, d, key)| {
+            let fresh = seen.insert((d.vehicle_id, *key));
+            let keep = fresh || !(suspect_all || m.publish.dup);
+            dropped += usize::from(!keep);
+            keep
+        })
+        .collect();
+    // First and last receive time of each vehicle in this batch.
+    let mut vehicles_seen: BTreeMap<i64, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+    for (m, d, _) in &accepted {
+        let (first, last) = vehicles_seen
             .entry(d.vehicle_id)
             .or_insert((m.received_at, m.received_at));
         *first = (*first).min(m.received_at);
         *last = (*last).max(m.received_at);
     }
-    if !seen.is_empty() {
+    if !vehicles_seen.is_empty() {
         // One row per vehicle: PostgreSQL refuses to upsert the same row twice in one statement.
-        vehicle::Entity::insert_many(seen.iter().map(|(id, (first, last))| vehicle::ActiveModel {
-            id: Set(*id),
-            first_seen_at: Set(*first),
-            last_seen_at: Set(*last),
+        vehicle::Entity::insert_many(vehicles_seen.iter().map(|(id, (first, last))| {
+            vehicle::ActiveModel {
+                id: Set(*id),
+                first_seen_at: Set(*first),
+                last_seen_at: Set(*last),
+            }
         }))
         .on_conflict(
             OnConflict::column(vehicle::Column::Id)
@@ -246,7 +308,7 @@ async fn write_batch(
     let mut sensors = Vec::new();
     let mut vehicles = Vec::new();
     let mut out = Vec::with_capacity(accepted.len());
-    for (i, (m, d)) in accepted.iter().enumerate() {
+    for (i, (m, d, key)) in accepted.iter().enumerate() {
         let seq = first_seq + i as i64;
         let timestamp = d.timestamp.unwrap_or(m.received_at);
         let (sensor_id, data) = match &d.body {
@@ -258,6 +320,7 @@ async fn write_batch(
                     data: Set(line.clone()),
                     timestamp: Set(timestamp),
                     received_at: Set(m.received_at),
+                    dedup_key: Set(*key),
                 });
                 (None, to_raw(line))
             }
@@ -272,6 +335,7 @@ async fn write_batch(
                     data: Set(data),
                     timestamp: Set(timestamp),
                     received_at: Set(m.received_at),
+                    dedup_key: Set(*key),
                 });
                 (Some(*sensor_id), raw)
             }
@@ -341,7 +405,63 @@ async fn write_batch(
     }
 
     txn.commit().await?;
-    Ok(out)
+    Ok((out, dropped))
+}
+
+/// The (vehicle, dedup key) pairs among `suspects` that are already stored above `floor`.
+async fn stored_keys<C: ConnectionTrait>(
+    txn: &C,
+    suspects: &[(i64, i64, MessageType)],
+    floor: i64,
+) -> Result<HashSet<(i64, i64)>, DbErr> {
+    let mut found = HashSet::new();
+    for kind in MessageType::ALL {
+        let keys: Vec<i64> = suspects
+            .iter()
+            .filter(|s| s.2 == kind)
+            .map(|s| s.1)
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let rows: Vec<(i64, i64)> = match kind {
+            MessageType::RawLog => {
+                raw_log::Entity::find()
+                    .select_only()
+                    .columns([raw_log::Column::VehicleId, raw_log::Column::DedupKey])
+                    .filter(raw_log::Column::DedupKey.is_in(keys))
+                    .filter(raw_log::Column::Seq.gt(floor))
+                    .into_tuple()
+                    .all(txn)
+                    .await?
+            }
+            MessageType::SensorLog => {
+                sensor_log::Entity::find()
+                    .select_only()
+                    .columns([sensor_log::Column::VehicleId, sensor_log::Column::DedupKey])
+                    .filter(sensor_log::Column::DedupKey.is_in(keys))
+                    .filter(sensor_log::Column::Seq.gt(floor))
+                    .into_tuple()
+                    .all(txn)
+                    .await?
+            }
+            MessageType::VehicleLog => {
+                vehicle_log::Entity::find()
+                    .select_only()
+                    .columns([
+                        vehicle_log::Column::VehicleId,
+                        vehicle_log::Column::DedupKey,
+                    ])
+                    .filter(vehicle_log::Column::DedupKey.is_in(keys))
+                    .filter(vehicle_log::Column::Seq.gt(floor))
+                    .into_tuple()
+                    .all(txn)
+                    .await?
+            }
+        };
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// Reserves `n` consecutive seqs in the transaction; returns the first. The row lock this takes
@@ -421,5 +541,6 @@ fn vehicle_log_row(
         extra: Set(serde_json::Value::Object(s.extra.clone())),
         timestamp: Set(timestamp),
         received_at: Set(received_at),
+        dedup_key: NotSet,
     }
 }

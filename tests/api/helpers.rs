@@ -413,3 +413,116 @@ impl WsClient {
         }
     }
 }
+
+/// The gateway binary running as a child process (for crash and signal tests).
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl GatewayProcess {
+    /// Starts `seano-gateway` on `resources` (which must name a broker) and waits until ready.
+    pub async fn start(resources: &Resources) -> GatewayProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", &resources.database_url)
+            .env(
+                "MQTT_URL",
+                resources
+                    .mqtt_url
+                    .as_deref()
+                    .expect("a broker for the process"),
+            )
+            .env("MQTT_TOPIC_PREFIX", &resources.prefix)
+            .env("MQTT_CLIENT_ID", &resources.client_id)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting the gateway binary");
+        let stderr = child.stderr.take().unwrap();
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        // Reads the log for the port, then keeps draining it so the child never blocks on it.
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
+                    let port: u16 = rest
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    if let Some(tx) = port_tx.take() {
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let port = tokio::time::timeout(DEADLINE, port_rx)
+            .await
+            .expect("the gateway logs its port")
+            .expect("the gateway starts");
+        let process = GatewayProcess { child, port };
+        let http = awc::Client::default();
+        wait_for("the gateway process to be ready", || async {
+            match http
+                .get(format!("http://127.0.0.1:{port}/ready"))
+                .send()
+                .await
+            {
+                Ok(resp) => resp.status().as_u16() == 200,
+                Err(_) => false,
+            }
+        })
+        .await;
+        process
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the child");
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the child") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gateway exits after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A broker for tests that must outlive a gateway process: TEST_MQTT_URL, or an embedded
+/// broker of the test's own.
+pub fn standalone_broker(resources: &Resources) -> String {
+    resources.mqtt_url.clone().unwrap_or_else(|| {
+        let addr = seano_gateway::mqtt::embedded::start("127.0.0.1:0".parse().unwrap(), 1 << 20)
+            .expect("starting an embedded broker");
+        format!("mqtt://{addr}")
+    })
+}

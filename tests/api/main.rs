@@ -7,6 +7,7 @@
 mod helpers;
 
 mod config;
+mod crash;
 mod ingest;
 mod rejected;
 mod resume;
