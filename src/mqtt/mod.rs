@@ -5,6 +5,7 @@
 mod address;
 pub mod embedded;
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,10 @@ use crate::store::{Incoming, StoreHandle};
 /// rumqttc refuses drops the connection and comes back on every reconnect, while a payload
 /// the gateway refuses is stored in `rejected_messages` and acknowledged.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+
+/// Packet ids remembered per connection to recognise redeliveries after a reconnect; more than
+/// any broker keeps in flight to one client.
+const RECENT_PKIDS: usize = 4096;
 
 /// Builds the client options: persistent session, manual acks, credentials, TLS for mqtts.
 pub fn options(
@@ -65,6 +70,12 @@ pub struct Ingest {
 impl Ingest {
     pub async fn run(mut self) {
         self.metrics.mqtt_running.store(true, Relaxed);
+        // Packet ids recently received on this connection. If the link drops, the broker resends
+        // what it has no PUBACK for with the same ids (a PUBACK we wrote may have died with the
+        // link), and some brokers (rumqttd) do so without the DUP flag: after a reconnect, these
+        // ids mark possible redeliveries for the store's dedup.
+        let mut recent: VecDeque<u16> = VecDeque::with_capacity(RECENT_PKIDS);
+        let mut suspects: HashSet<u16> = HashSet::new();
         let mut backoff = Duration::from_millis(100);
         let mut draining = false;
         loop {
@@ -112,18 +123,29 @@ impl Ingest {
                         // Not acknowledged: the broker redelivers it to our next session.
                         continue;
                     }
-                    let incoming = self.decode(publish);
+                    let redelivery = publish.dup || suspects.remove(&publish.pkid);
+                    if publish.qos != QoS::AtMostOnce {
+                        if recent.len() == RECENT_PKIDS {
+                            recent.pop_front();
+                        }
+                        recent.push_back(publish.pkid);
+                    }
+                    let incoming = self.decode(publish, redelivery);
                     if self.store.send(incoming).await.is_err() {
                         break;
                     }
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
+                    suspects = recent.drain(..).collect();
                     self.metrics.mqtt_connected.store(false, Relaxed);
                     self.metrics.mqtt_subscribed.store(false, Relaxed);
                     log::warn!("mqtt: the broker closed the session");
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if !recent.is_empty() {
+                        suspects = recent.drain(..).collect();
+                    }
                     self.metrics.mqtt_subscribed.store(false, Relaxed);
                     if self.metrics.mqtt_connected.swap(false, Relaxed) {
                         log::warn!("mqtt: connection lost: {e}; reconnecting");
@@ -147,7 +169,7 @@ impl Ingest {
         self.metrics.mqtt_running.store(false, Relaxed);
     }
 
-    fn decode(&self, publish: rumqttc::Publish) -> Incoming {
+    fn decode(&self, publish: rumqttc::Publish, redelivery: bool) -> Incoming {
         let mut outcome = decode(
             &self.prefix,
             &publish.topic,
@@ -174,6 +196,7 @@ impl Ingest {
         }
         Incoming {
             publish,
+            redelivery,
             received_at: Utc::now(),
             outcome,
         }

@@ -27,6 +27,9 @@ use crate::metrics::Metrics;
 pub struct Incoming {
     /// The MQTT publish as received: its topic and payload, and what the ack refers to.
     pub publish: Publish,
+    /// The broker may have sent it before (DUP flag, or its packet id was not acknowledged on a
+    /// connection that dropped): checked against what is stored before it is stored.
+    pub redelivery: bool,
     pub received_at: DateTime<Utc>,
     pub outcome: Result<Decoded, Rejection>,
 }
@@ -235,10 +238,10 @@ pub fn dedup_key(topic: &str, payload: &[u8]) -> i64 {
 /// Writes one batch in one transaction and returns its telemetry in `seq` order, and how many
 /// redeliveries it dropped.
 ///
-/// Dedup rule: a message the broker marks as a redelivery (DUP), or any message when
-/// `suspect_all`, is not stored again if the same vehicle has a stored message with the same
+/// Dedup rule: a message that may be a redelivery ([`Incoming::redelivery`]), or any message
+/// when `suspect_all`, is not stored again if the same vehicle has a stored message with the same
 /// topic and payload with a seq above `dedup_floor`, or earlier in this batch. Messages without
-/// the DUP flag are always stored: a vehicle that sends the same line twice keeps both.
+/// that mark are always stored: a vehicle that sends the same line twice keeps both.
 async fn write_batch(
     db: &DatabaseConnection,
     batch: &[Incoming],
@@ -258,7 +261,7 @@ async fn write_batch(
         .collect();
     let suspects: Vec<(i64, i64, MessageType)> = accepted
         .iter()
-        .filter(|(m, ..)| suspect_all || m.publish.dup)
+        .filter(|(m, ..)| suspect_all || m.redelivery)
         .map(|(_, d, key)| (d.vehicle_id, *key, d.body.kind()))
         .collect();
     let mut seen = if suspects.is_empty() {
@@ -271,7 +274,7 @@ async fn write_batch(
         .into_iter()
         .filter(|(m, d, key)| {
             let fresh = seen.insert((d.vehicle_id, *key));
-            let keep = fresh || !(suspect_all || m.publish.dup);
+            let keep = fresh || !(suspect_all || m.redelivery);
             dropped += usize::from(!keep);
             keep
         })

@@ -417,7 +417,6 @@ impl WsClient {
 /// The gateway binary running as a child process (for crash and signal tests).
 pub struct GatewayProcess {
     pub child: std::process::Child,
-    pub port: u16,
 }
 
 impl GatewayProcess {
@@ -467,7 +466,7 @@ impl GatewayProcess {
             .await
             .expect("the gateway logs its port")
             .expect("the gateway starts");
-        let process = GatewayProcess { child, port };
+        let process = GatewayProcess { child };
         let http = awc::Client::default();
         wait_for("the gateway process to be ready", || async {
             match http
@@ -525,4 +524,51 @@ pub fn standalone_broker(resources: &Resources) -> String {
             .expect("starting an embedded broker");
         format!("mqtt://{addr}")
     })
+}
+
+/// A TCP proxy on port 0 in front of a real service, that a test can cut and restore to
+/// simulate an outage (connections reset, new ones refused) without touching the service.
+pub struct TcpProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: String) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (st, u) = (state.clone(), up.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !u.load(Ordering::SeqCst) {
+                    continue; // dropped: the service is "down"
+                }
+                let cut = st.lock().unwrap().clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.cancelled() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { port, state, up }
+    }
+
+    /// Resets every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let mut token = self.state.lock().unwrap();
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
 }

@@ -8,6 +8,7 @@ mod helpers;
 
 mod config;
 mod crash;
+mod faults;
 mod ingest;
 mod rejected;
 mod resume;

@@ -1,0 +1,170 @@
+//! Faults injected on purpose: slow and silent clients, broker and database outages.
+
+use serde_json::Value;
+
+use crate::helpers::{spawn_with, standalone_broker, wait_for, Publisher, Resources, TcpProxy, WsEvent};
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_disconnected_and_the_others_miss_nothing() {
+    let app = spawn_with(Resources::fresh().await, |s| s.ws_client_queue = 256).await;
+    let mut healthy = app.connect_ws("/api/ws").await;
+    healthy.next_json().await;
+    let mut stalled = app.connect_ws("/api/ws").await; // never read until the end
+    // Enough bytes to fill the stalled client's socket buffers and then its queue.
+    let total = 2500;
+    let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    let topic = format!("{}/1/raw_log", app.prefix);
+    let publishing = tokio::spawn(async move {
+        let line = "x".repeat(8000);
+        for i in 0..total {
+            publisher.send(&topic, format!("{i} {line}").into_bytes()).await;
+            if i % 20 == 19 {
+                publisher.wait_acks(20).await;
+            }
+        }
+    });
+    for i in 0..total {
+        let frame = healthy.next_data().await;
+        assert!(frame["data"].as_str().unwrap().starts_with(&format!("{i} ")), "frame {i} in order");
+    }
+    publishing.await.unwrap();
+    wait_for("the stalled client to be dropped", || async {
+        app.get("/api/ws/stats").await.1["messages"]["slow_clients_dropped"] == 1
+    })
+    .await;
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert_eq!(stats["active_connections"], 1);
+    // What the stalled client finally reads ends with the "slow consumer" close.
+    let close = loop {
+        if let WsEvent::Closed(reason) = stalled.next_event().await {
+            break reason;
+        }
+    };
+    assert_eq!(close.map(|r| u16::from(r.code)), Some(3001));
+    let mut app = app;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_client_that_answers_no_pings_is_closed_after_the_timeout() {
+    let app = spawn_with(Resources::fresh().await, |s| {
+        s.ws_heartbeat_secs = 1;
+        s.ws_client_timeout_secs = 2;
+    })
+    .await;
+    let mut silent = app.connect_ws("/api/ws").await; // reads nothing, answers nothing
+    let mut alive = app.connect_ws("/api/ws").await;
+    alive.next_json().await;
+    // `alive` keeps reading, and WsClient answers the server's pings as it reads.
+    let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
+    loop {
+        alive.round_trip().await;
+        if app.get("/api/ws/stats").await.1["active_connections"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the silent client is closed in time");
+    }
+    let close = loop {
+        if let WsEvent::Closed(reason) = silent.next_event().await {
+            break reason;
+        }
+    };
+    assert_eq!(close.map(|r| u16::from(r.code)), Some(3002));
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert_eq!(stats["active_connections"], 1, "the client that answers pings is still served");
+    let mut app = app;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_broker_outage_is_reported_and_nothing_published_meanwhile_is_lost() {
+    let mut resources = Resources::fresh().await;
+    let broker = standalone_broker(&resources);
+    let addr = broker.trim_start_matches("mqtt://").to_owned();
+    let proxy = TcpProxy::start(addr).await;
+    resources.mqtt_url = Some(format!("mqtt://127.0.0.1:{}", proxy.port));
+    let app = spawn_with(resources, |_| {}).await;
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+    // The vehicle talks to the broker directly; only the gateway's link is cut.
+    let mut vehicle = Publisher::connect(&broker).await;
+    let topic = format!("{}/3/raw_log", app.prefix);
+    for i in 0..20 {
+        vehicle.publish(&topic, format!("m{i:03}").into_bytes()).await;
+    }
+    for _ in 0..20 {
+        ws.next_data().await;
+    }
+
+    proxy.cut();
+    wait_for("the outage to be reported", || async {
+        let (status, ready) = app.get("/ready").await;
+        status == 503 && ready["mqtt"] == false && app.get("/api/mqtt/status").await.1["connected"] == false
+    })
+    .await;
+    assert_eq!(app.get("/health").await.0, 200, "the gateway stays up");
+    for i in 20..120 {
+        vehicle.publish(&topic, format!("m{i:03}").into_bytes()).await;
+    }
+    proxy.restore();
+
+    let frames: Vec<Value> = {
+        let mut v = Vec::new();
+        for _ in 20..120 {
+            v.push(ws.next_data().await);
+        }
+        v
+    };
+    let data: Vec<&str> = frames.iter().map(|f| f["data"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (20..120).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(data, expected, "every message published during the outage, in order");
+    app.wait_rows("raw_logs", 120).await;
+    assert_eq!(app.get("/ready").await.0, 200);
+    let mut app = app;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_database_outage_stops_acks_and_broadcasts_until_it_returns_and_loses_nothing() {
+    let mut resources = Resources::fresh().await;
+    if !resources.database_url.starts_with("postgres") {
+        eprintln!("skipped: a database outage needs a server database (set TEST_DATABASE_URL)");
+        return;
+    }
+    let mut url = url::Url::parse(&resources.database_url).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let proxy = TcpProxy::start(upstream).await;
+    url.set_port(Some(proxy.port)).unwrap();
+    let direct = resources.database_url.clone();
+    resources.database_url = url.to_string();
+    let mut app = spawn_with(resources, |_| {}).await;
+    app.db = sea_orm::Database::connect(&direct).await.unwrap();
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+    for i in 0..10 {
+        app.publish("5/raw_log", format!("d{i:02}")).await;
+    }
+    for _ in 0..10 {
+        ws.next_data().await;
+    }
+
+    proxy.cut();
+    for i in 10..40 {
+        app.publish("5/raw_log", format!("d{i:02}")).await;
+    }
+    wait_for("the failing commits to be reported", || async {
+        let (_, stats) = app.get("/api/ws/stats").await;
+        let (status, ready) = app.get("/ready").await;
+        stats["messages"]["commit_failures"].as_u64() > Some(0) && status == 503 && ready["database"] == false
+    })
+    .await;
+    assert!(ws.round_trip().await.is_empty(), "nothing is broadcast before it is committed");
+    assert_eq!(app.count("raw_logs").await, 10);
+
+    proxy.restore();
+    for i in 10..40 {
+        assert_eq!(ws.next_data().await["data"], format!("d{i:02}"));
+    }
+    app.wait_rows("raw_logs", 40).await;
+    app.stop().await;
+}
