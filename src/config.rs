@@ -123,6 +123,20 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub dedup_window: u64,
 
+    /// Static API tokens, comma-separated: `TOKEN` (every vehicle) or `TOKEN:1+2` (those vehicles).
+    /// Setting this or AUTH_JWT_SECRET turns access control on.
+    #[arg(long, env = "AUTH_TOKENS", value_name = "AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+
+    /// Secret for HS256 JWTs (claims: `exp` required, `vehicles` optional list of ids).
+    #[arg(long, env = "AUTH_JWT_SECRET", value_name = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+
+    /// Browser origins allowed to use the API and the streams (comma-separated); unset: any.
+    /// Also the CORS allow-list.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_name = "ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+
     /// Seconds a graceful shutdown may spend committing what is in flight.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -155,6 +169,9 @@ impl Default for Settings {
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             ws_replay_window: defaults::WS_REPLAY_WINDOW,
             dedup_window: defaults::DEDUP_WINDOW,
+            auth_tokens: None,
+            auth_jwt_secret: None,
+            allowed_origins: None,
         }
     }
 }
@@ -205,6 +222,11 @@ impl Settings {
                     "Use a stable name such as seano-gateway; it identifies the persistent session",
             });
         }
+        self.auth().map_err(|problem| ConfigError {
+            variable: if problem.contains("JWT") { "AUTH_JWT_SECRET" } else { "AUTH_TOKENS" },
+            problem,
+            fix: "Use AUTH_TOKENS=\"long-random-token,boat-token:7+8\" and/or a 16+ byte AUTH_JWT_SECRET",
+        })?;
         if self.ws_client_timeout_secs <= self.ws_heartbeat_secs {
             return Err(ConfigError {
                 variable: "WS_CLIENT_TIMEOUT_SECS",
@@ -216,6 +238,15 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// Access control from AUTH_TOKENS, AUTH_JWT_SECRET and ALLOWED_ORIGINS.
+    pub fn auth(&self) -> Result<crate::auth::Auth, String> {
+        crate::auth::Auth::new(
+            self.auth_tokens.as_deref(),
+            self.auth_jwt_secret.as_deref(),
+            self.allowed_origins.as_deref(),
+        )
     }
 
     pub fn batch_window(&self) -> Duration {

@@ -2,6 +2,7 @@
 //! sea-orm, and only after commit streams it over WebSocket to dashboards.
 //!
 //! # Layout
+//! - [`auth`]: tokens, JWTs, vehicle scopes and the Origin allow-list.
 //! - [`config`]: settings from flags, environment and `.env`.
 //! - [`startup`]: builds and runs the application; graceful shutdown.
 //! - [`domain`]: wire types, topic parsing, payload validation (shared with the simulator).
@@ -16,6 +17,7 @@
 //! `mqtt` (poll, decode) → bounded queue → `store` (batch, commit) → `hub` (serialize once,
 //! try_send to each client) → `ws` session → socket. The store acks to the broker after commit.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -71,6 +71,12 @@ impl Application {
             .context("reading the HTTP address")?
             .port();
 
+        let auth = settings
+            .auth()
+            .map_err(|e| anyhow!("invalid access control settings: {e}"))?;
+        if auth.enabled() {
+            log::info!("access control on: a token is required on /api and the streams");
+        }
         let metrics = Arc::new(Metrics::default());
         metrics
             .last_seq
@@ -142,9 +148,16 @@ impl Application {
             max_frame_bytes: settings.ws_max_frame_bytes as usize,
             shutdown: shutdown.clone(),
             broker: broker.to_string(),
+            auth: auth.clone(),
         });
         let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .wrap(actix_web::middleware::from_fn(http::guard::require_auth))
+                    .wrap(cors(&auth))
+                    .configure(http::routes)
+            })
                 .listen(listener)
                 .context("starting the HTTP server")?
                 .disable_signals()
@@ -218,6 +231,19 @@ impl Application {
         self.db.clone().close().await.ok();
         log::info!("stopped");
         Ok(())
+    }
+}
+
+/// CORS from the same allow-list as the Origin check (any origin when it is empty).
+fn cors(auth: &crate::auth::Auth) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .max_age(3600);
+    if auth.origins().is_empty() {
+        cors.allow_any_origin()
+    } else {
+        auth.origins().iter().fold(cors, |c, o| c.allowed_origin(o))
     }
 }
 

@@ -12,6 +12,12 @@ pub enum ApiError {
         parameter: &'static str,
         reason: String,
     },
+    /// No credential, or one that is not valid (HTTP 401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid credential that does not allow this (HTTP 403), or an Origin not allowed.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// The server cannot take this request now (connection cap, shutting down, not ready).
@@ -43,6 +49,8 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadParameter { .. } => "bad_parameter",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -54,6 +62,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,5 +82,14 @@ impl ResponseError for ApiError {
                 _ => None,
             },
         })
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Unauthenticated(m) => ApiError::Unauthorized(m),
+            crate::auth::AuthError::Forbidden(m) => ApiError::Forbidden(m),
+        }
     }
 }

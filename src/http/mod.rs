@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource, and the state they share.
 
 pub mod error;
+pub mod guard;
 mod health;
 mod stats;
 mod streams;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The broker the gateway reads from, for status pages.
     pub broker: String,
+    pub auth: crate::auth::Auth,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

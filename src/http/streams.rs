@@ -1,9 +1,10 @@
 //! The WebSocket endpoints: `/api/ws` (every vehicle) and `/api/ws/vehicle/{vehicle_id}`.
 //! Everything that can be refused is refused with an HTTP error before the upgrade.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::{ApiError, AppState};
+use crate::auth::Scope;
 use crate::hub::{parse_types, Filter, Stream};
 use crate::ws::protocol::StreamQuery;
 use crate::ws::{session, Opening, SessionContext};
@@ -66,6 +67,19 @@ async fn open(
             ))
         }
     };
+    // Set by the access-control middleware; every vehicle when access control is off.
+    let scope = req.extensions().get::<Scope>().cloned().unwrap_or(Scope::AllVehicles);
+    match stream {
+        Stream::AllVehicles if !scope.is_all() => {
+            return Err(ApiError::Forbidden(
+                "this token is limited to some vehicles: open /api/ws/vehicle/{id}".into(),
+            ))
+        }
+        Stream::Vehicle(id) if !scope.allows(id) => {
+            return Err(ApiError::Forbidden(format!("this token does not allow vehicle {id}")))
+        }
+        _ => {}
+    }
     if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable("the server is shutting down".into()));
     }
@@ -88,6 +102,7 @@ async fn open(
         filter,
         since,
         snapshot,
+        scope,
     };
     let ctx = SessionContext {
         hub: state.hub.clone(),

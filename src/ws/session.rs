@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, close, ClientFrame};
 use crate::domain::{format_time, MessageType};
-use crate::hub::{frame, ConnectionSlot, Filter, HubHandle, Kick, Registration, Stream};
+use crate::auth::Scope;
+use crate::hub::{frame, ConnectionSlot, Filter, FilterChange, HubHandle, Kick, Registration, Stream};
 use crate::metrics::Metrics;
 use crate::store::replay;
 
@@ -43,6 +44,8 @@ pub struct Opening {
     pub since: Option<i64>,
     /// `snapshot=latest`: first the latest vehicle_log of each vehicle in the filter.
     pub snapshot: bool,
+    /// What the client's credential allows it to subscribe to.
+    pub scope: Scope,
 }
 
 /// Messages read from the database per query while replaying.
@@ -60,6 +63,7 @@ pub async fn run(
         Stream::AllVehicles => None,
     };
     let hello = protocol::connection(ctx.hub.connection_count(), vehicle_id, &opening.filter);
+    let scope = opening.scope.clone();
     let mut out = Out {
         session: &mut session,
         metrics: &ctx.metrics,
@@ -73,7 +77,7 @@ pub async fn run(
                     &mut stream,
                     &mut reg,
                     replayed_up_to,
-                    vehicle_id,
+                    (vehicle_id, &scope),
                     &ctx,
                 )
                 .await;
@@ -119,6 +123,7 @@ async fn open_stream(
         filter,
         since,
         snapshot,
+        scope: _,
     } = opening;
     let vehicles = (!filter.all).then(|| filter.vehicles.clone());
     let now = || format_time(Utc::now());
@@ -216,7 +221,7 @@ async fn serve(
     stream: &mut AggregatedMessageStream,
     reg: &mut Registration,
     replayed_up_to: i64,
-    vehicle_id: Option<i64>,
+    (vehicle_id, scope): (Option<i64>, &Scope),
     ctx: &SessionContext,
 ) -> Option<CloseReason> {
     let config = ctx.config;
@@ -250,7 +255,7 @@ async fn serve(
                         return Some(reason(close::TOO_BIG, "frame too large"));
                     }
                     Some(Err(e)) => return Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }),
-                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, &ctx.hub).await,
+                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, scope, &ctx.hub).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => protocol::error("Binary frames are not supported; send JSON text"),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
                         if out.session.pong(&bytes).await.is_err() {
@@ -282,10 +287,17 @@ async fn handle_text(
     text: &str,
     reg: &mut Registration,
     vehicle_id: Option<i64>,
+    scope: &Scope,
     hub: &HubHandle,
 ) -> String {
     match protocol::parse_client_frame(text) {
         Ok(ClientFrame::Ping(ts)) => protocol::pong(ts, vehicle_id),
+        Ok(ClientFrame::Change(FilterChange::Subscribe(v))) if !v.map_or(scope.is_all(), |id| scope.allows(id)) => {
+            protocol::error(&match v {
+                Some(id) => format!("Not allowed: this token does not allow vehicle {id}"),
+                None => "Not allowed: this token is limited to some vehicles".to_owned(),
+            })
+        }
         Ok(ClientFrame::Change(change)) => match hub.update(reg.id, change).await {
             Some(filter) => {
                 let ack = protocol::subscription_ack(change, &filter);

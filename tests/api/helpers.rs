@@ -337,6 +337,10 @@ impl WsClient {
         WsClient { framed }
     }
 
+    pub fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>) -> WsClient {
+        WsClient { framed }
+    }
+
     /// The next JSON text frame or the close, within [`DEADLINE`].
     pub async fn next_event(&mut self) -> WsEvent {
         loop {

@@ -1,0 +1,234 @@
+//! Access control for the streams and the API: static tokens or HS256 JWTs, optionally limited
+//! to some vehicles, and an Origin allow-list for browsers.
+//!
+//! Off when no credential is configured (the local quick start); on as soon as `AUTH_TOKENS`
+//! or `AUTH_JWT_SECRET` is set. A token comes in `Authorization: Bearer <token>` or, for
+//! browsers' WebSockets, in `?token=<token>`.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+
+/// What a credential allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    AllVehicles,
+    Vehicles(BTreeSet<i64>),
+}
+
+impl Scope {
+    pub fn allows(&self, vehicle_id: i64) -> bool {
+        match self {
+            Scope::AllVehicles => true,
+            Scope::Vehicles(v) => v.contains(&vehicle_id),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, Scope::AllVehicles)
+    }
+}
+
+/// Why a request was refused: `Unauthenticated` is HTTP 401, `Forbidden` 403.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    tokens: Vec<(String, Scope)>,
+    jwt_secret: Option<Vec<u8>>,
+    /// Empty: any Origin.
+    origins: Vec<String>,
+}
+
+impl Auth {
+    /// `tokens`: entries separated by commas or spaces, each `TOKEN` (every vehicle) or
+    /// `TOKEN:1+2+3` (only those vehicles). `origins`: comma-separated, e.g.
+    /// `https://ops.example.org,http://localhost:5173`.
+    pub fn new(tokens: Option<&str>, jwt_secret: Option<&str>, origins: Option<&str>) -> Result<Auth, String> {
+        let mut parsed = Vec::new();
+        for entry in tokens.unwrap_or("").split([',', ' ', '\n']).filter(|e| !e.trim().is_empty()) {
+            let entry = entry.trim();
+            let (token, scope) = match entry.split_once(':') {
+                None => (entry, Scope::AllVehicles),
+                Some((token, ids)) => {
+                    let ids = ids
+                        .split('+')
+                        .map(|id| id.parse::<i64>().ok().filter(|v| *v > 0))
+                        .collect::<Option<BTreeSet<i64>>>()
+                        .ok_or_else(|| format!("'{ids}' after '{token}:' is not a list of vehicle ids like 1+2+3"))?;
+                    (token, Scope::Vehicles(ids))
+                }
+            };
+            if token.len() < 8 {
+                return Err(format!("token '{token}' is shorter than 8 characters"));
+            }
+            parsed.push((token.to_owned(), scope));
+        }
+        let jwt_secret = match jwt_secret.filter(|s| !s.is_empty()) {
+            Some(s) if s.len() < 16 => return Err("AUTH_JWT_SECRET must be at least 16 bytes".into()),
+            other => other.map(|s| s.as_bytes().to_vec()),
+        };
+        let origins = origins
+            .unwrap_or("")
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty() && o != "*")
+            .collect();
+        Ok(Auth {
+            tokens: parsed,
+            jwt_secret,
+            origins,
+        })
+    }
+
+    /// Whether credentials are required at all.
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt_secret.is_some()
+    }
+
+    /// The browsers' origins allowed (empty: any), for CORS too.
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+
+    /// Refuses a browser request from an Origin that is not allowed.
+    pub fn check_origin(&self, origin: Option<&str>) -> Result<(), AuthError> {
+        match origin {
+            Some(o) if !self.origins.is_empty() && !self.origins.iter().any(|a| a == o.trim_end_matches('/')) => {
+                Err(AuthError::Forbidden(format!("origin '{o}' is not allowed (ALLOWED_ORIGINS)")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The scope of the presented credential (every vehicle when auth is off).
+    pub fn authenticate(&self, credential: Option<&str>, now_unix: i64) -> Result<Scope, AuthError> {
+        if !self.enabled() {
+            return Ok(Scope::AllVehicles);
+        }
+        let credential = credential
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| AuthError::Unauthenticated("a token is required (Authorization: Bearer, or ?token=)".into()))?;
+        if let Some((_, scope)) = self.tokens.iter().find(|(t, _)| constant_time_eq(t.as_bytes(), credential.as_bytes())) {
+            return Ok(scope.clone());
+        }
+        match &self.jwt_secret {
+            Some(secret) if credential.matches('.').count() == 2 => verify_jwt(secret, credential, now_unix),
+            _ => Err(AuthError::Unauthenticated("the token is not valid".into())),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Verifies an HS256 JWT: signature, `exp` (required), `nbf` (if present); the optional
+/// `vehicles` claim (array of ids) limits the scope.
+fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Scope, AuthError> {
+    let invalid = |why: &str| AuthError::Unauthenticated(format!("the token is not valid: {why}"));
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid("not a JWT"));
+    };
+    let header: serde_json::Value = b64
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(|| invalid("bad header"))?;
+    if header["alg"] != "HS256" {
+        return Err(invalid("only HS256 is accepted"));
+    }
+    let signature = b64.decode(signature).map_err(|_| invalid("bad signature encoding"))?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| invalid("bad key"))?;
+    mac.update(token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1].as_bytes());
+    mac.verify_slice(&signature).map_err(|_| invalid("bad signature"))?;
+    let claims: serde_json::Value = b64
+        .decode(claims)
+        .ok()
+        .and_then(|c| serde_json::from_slice(&c).ok())
+        .ok_or_else(|| invalid("bad claims"))?;
+    let exp = claims["exp"].as_i64().ok_or_else(|| invalid("no exp claim"))?;
+    if now >= exp {
+        return Err(AuthError::Unauthenticated("the token has expired".into()));
+    }
+    if claims["nbf"].as_i64().is_some_and(|nbf| now < nbf) {
+        return Err(invalid("not valid yet (nbf)"));
+    }
+    match &claims["vehicles"] {
+        serde_json::Value::Null => Ok(Scope::AllVehicles),
+        serde_json::Value::Array(ids) => ids
+            .iter()
+            .map(|v| v.as_i64().filter(|id| *id > 0))
+            .collect::<Option<BTreeSet<i64>>>()
+            .map(Scope::Vehicles)
+            .ok_or_else(|| invalid("vehicles must be an array of vehicle ids")),
+        _ => Err(invalid("vehicles must be an array of vehicle ids")),
+    }
+}
+
+/// Makes an HS256 JWT (for tests and the README's example).
+pub fn sign_jwt(secret: &[u8], claims: &serde_json::Value) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64.encode(claims.to_string());
+    // unwrap: HMAC takes a key of any length.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{head}.{body}").as_bytes());
+    let sig = b64.encode(mac.finalize().into_bytes());
+    format!("{head}.{body}.{sig}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123";
+
+    #[test]
+    fn static_tokens_carry_their_scope() {
+        let auth = Auth::new(Some("admin-token-1, boat7-token:7+9"), None, None).unwrap();
+        assert_eq!(auth.authenticate(Some("admin-token-1"), 0), Ok(Scope::AllVehicles));
+        assert_eq!(auth.authenticate(Some("boat7-token"), 0), Ok(Scope::Vehicles([7, 9].into())));
+        assert!(matches!(auth.authenticate(Some("nope-nope-nope"), 0), Err(AuthError::Unauthenticated(_))));
+        assert!(matches!(auth.authenticate(None, 0), Err(AuthError::Unauthenticated(_))));
+        assert!(Auth::new(Some("short"), None, None).is_err());
+        assert!(Auth::new(Some("long-enough:x"), None, None).is_err());
+    }
+
+    #[test]
+    fn jwts_are_checked_for_signature_expiry_and_vehicles() {
+        let auth = Auth::new(None, Some(std::str::from_utf8(SECRET).unwrap()), None).unwrap();
+        let good = sign_jwt(SECRET, &json!({"sub": "ops", "exp": 2000, "vehicles": [3]}));
+        assert_eq!(auth.authenticate(Some(&good), 1000), Ok(Scope::Vehicles([3].into())));
+        assert_eq!(
+            auth.authenticate(Some(&good), 2000),
+            Err(AuthError::Unauthenticated("the token has expired".into()))
+        );
+        let all = sign_jwt(SECRET, &json!({"exp": 2000}));
+        assert_eq!(auth.authenticate(Some(&all), 1000), Ok(Scope::AllVehicles));
+        let forged = sign_jwt(b"another-secret-0000", &json!({"exp": 2000}));
+        assert!(auth.authenticate(Some(&forged), 1000).is_err());
+        let no_exp = sign_jwt(SECRET, &json!({"sub": "x"}));
+        assert!(auth.authenticate(Some(&no_exp), 1000).is_err());
+    }
+
+    #[test]
+    fn origins_are_checked_only_when_listed() {
+        let open = Auth::new(None, None, None).unwrap();
+        assert!(open.check_origin(Some("https://evil.example")).is_ok());
+        let closed = Auth::new(None, None, Some("https://ops.example.org/, http://localhost:5173")).unwrap();
+        assert!(closed.check_origin(Some("https://ops.example.org")).is_ok());
+        assert!(closed.check_origin(None).is_ok(), "non-browser clients send no Origin");
+        assert!(closed.check_origin(Some("https://evil.example")).is_err());
+    }
+}
