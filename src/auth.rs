@@ -149,7 +149,8 @@ fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Scope, AuthError> 
     }
     let signature = b64.decode(signature).map_err(|_| invalid("bad signature encoding"))?;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| invalid("bad key"))?;
-    mac.update(token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1].as_bytes());
+    let signed_part = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
+    mac.update(&token.as_bytes()[..signed_part]);
     mac.verify_slice(&signature).map_err(|_| invalid("bad signature"))?;
     let claims: serde_json::Value = b64
         .decode(claims)

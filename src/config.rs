@@ -24,6 +24,8 @@ pub mod defaults {
     pub const WS_CLIENT_TIMEOUT_SECS: u64 = 45;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
+    pub const WS_CLIENT_RATE: u64 = 20;
+    pub const WS_CLIENT_BURST: u64 = 40;
     pub const DEDUP_WINDOW: u64 = 100_000;
 }
 
@@ -67,6 +69,10 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub mqtt_password: Option<String>,
+
+    /// PEM file of the CA that signed the broker's certificate (mqtts://); unset: the system's roots.
+    #[arg(long, env = "MQTT_CA_FILE", value_name = "MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<std::path::PathBuf>,
 
     /// MQTT keep-alive in seconds.
     #[arg(long, env = "MQTT_KEEP_ALIVE_SECS", value_name = "MQTT_KEEP_ALIVE_SECS", default_value_t = defaults::MQTT_KEEP_ALIVE_SECS,
@@ -113,6 +119,16 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(2..=86_400))]
     pub ws_client_timeout_secs: u64,
 
+    /// Messages per second a client may send on average (pings, subscriptions); more are dropped.
+    #[arg(long, env = "WS_CLIENT_RATE", value_name = "WS_CLIENT_RATE", default_value_t = defaults::WS_CLIENT_RATE,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ws_client_rate: u64,
+
+    /// Messages a client may send in a burst above WS_CLIENT_RATE.
+    #[arg(long, env = "WS_CLIENT_BURST", value_name = "WS_CLIENT_BURST", default_value_t = defaults::WS_CLIENT_BURST,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ws_client_burst: u64,
+
     /// How many seqs back a `since=` resume may reach; older gets a `resync` frame.
     #[arg(long, env = "WS_REPLAY_WINDOW", value_name = "WS_REPLAY_WINDOW", default_value_t = defaults::WS_REPLAY_WINDOW,
           value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
@@ -157,6 +173,7 @@ impl Default for Settings {
             mqtt_client_id: defaults::MQTT_CLIENT_ID.into(),
             mqtt_username: None,
             mqtt_password: None,
+            mqtt_ca_file: None,
             mqtt_keep_alive_secs: defaults::MQTT_KEEP_ALIVE_SECS,
             max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
             batch_max_messages: defaults::BATCH_MAX_MESSAGES,
@@ -168,6 +185,8 @@ impl Default for Settings {
             ws_client_timeout_secs: defaults::WS_CLIENT_TIMEOUT_SECS,
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             ws_replay_window: defaults::WS_REPLAY_WINDOW,
+            ws_client_rate: defaults::WS_CLIENT_RATE,
+            ws_client_burst: defaults::WS_CLIENT_BURST,
             dedup_window: defaults::DEDUP_WINDOW,
             auth_tokens: None,
             auth_jwt_secret: None,

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub frames_sent: AtomicU64,
     /// Clients disconnected because their queue overflowed.
     pub slow_clients_dropped: AtomicU64,
+    /// Frames `conflate=latest` clients skipped.
+    pub frames_conflated: AtomicU64,
+    /// Client messages dropped by the per-connection rate limit.
+    pub client_messages_dropped: AtomicU64,
     pub batches_committed: AtomicU64,
     pub commit_failures: AtomicU64,
     /// Broker redeliveries recognised as already stored (acknowledged, not stored again).
@@ -77,6 +81,8 @@ impl Default for Metrics {
             rejected: Default::default(),
             frames_sent: AtomicU64::new(0),
             slow_clients_dropped: AtomicU64::new(0),
+            frames_conflated: AtomicU64::new(0),
+            client_messages_dropped: AtomicU64::new(0),
             batches_committed: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             duplicates_dropped: AtomicU64::new(0),
@@ -101,6 +107,8 @@ pub struct PipelineStats {
     pub rejected_total: u64,
     pub frames_sent: u64,
     pub slow_clients_dropped: u64,
+    pub frames_conflated: u64,
+    pub client_messages_dropped: u64,
     pub batches_committed: u64,
     pub commit_failures: u64,
     pub duplicates_dropped: u64,
@@ -130,6 +138,8 @@ impl Metrics {
             rejected,
             frames_sent: self.frames_sent.load(Relaxed),
             slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
+            frames_conflated: self.frames_conflated.load(Relaxed),
+            client_messages_dropped: self.client_messages_dropped.load(Relaxed),
             batches_committed: self.batches_committed.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
             duplicates_dropped: self.duplicates_dropped.load(Relaxed),

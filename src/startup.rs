@@ -98,6 +98,12 @@ impl Application {
             Duration::from_secs(settings.mqtt_keep_alive_secs),
             // Room for every ack the store can owe at once, so try_ack never finds it full.
             STORE_QUEUE + batch_max + 1024,
+            match &settings.mqtt_ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    anyhow!("invalid MQTT_CA_FILE: cannot read {}: {e}", path.display())
+                })?),
+                None => None,
+            },
         );
         let (client, eventloop) =
             rumqttc::AsyncClient::new(options, STORE_QUEUE + batch_max + 1024);
@@ -144,6 +150,8 @@ impl Application {
                 heartbeat: Duration::from_secs(settings.ws_heartbeat_secs),
                 client_timeout: Duration::from_secs(settings.ws_client_timeout_secs),
                 replay_window: settings.ws_replay_window as i64,
+                client_rate: settings.ws_client_rate as f64,
+                client_burst: settings.ws_client_burst as f64,
             },
             max_frame_bytes: settings.ws_max_frame_bytes as usize,
             shutdown: shutdown.clone(),

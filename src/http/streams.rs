@@ -67,6 +67,16 @@ async fn open(
             ))
         }
     };
+    let conflate = match query.conflate.as_deref() {
+        None => false,
+        Some("latest") => true,
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                "conflate",
+                format!("'{other}' is not supported (use conflate=latest)"),
+            ))
+        }
+    };
     // Set by the access-control middleware; every vehicle when access control is off.
     let scope = req.extensions().get::<Scope>().cloned().unwrap_or(Scope::AllVehicles);
     match stream {
@@ -103,6 +113,7 @@ async fn open(
         since,
         snapshot,
         scope,
+        conflate,
     };
     let ctx = SessionContext {
         hub: state.hub.clone(),

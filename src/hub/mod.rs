@@ -5,6 +5,7 @@
 //! whose queue is full is disconnected (close code 3001, counted in stats), so a slow client
 //! cannot delay ingest or anyone else.
 
+mod conflate;
 mod filter;
 pub mod frame;
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub use conflate::{Conflation, ConflationKey};
 pub use filter::{parse_types, Filter, FilterChange};
 
 use crate::domain::{format_time, StoredMessage};
@@ -57,6 +59,8 @@ impl Drop for ConnectionSlot {
 pub struct Frame {
     pub seq: i64,
     pub bytes: ByteString,
+    /// Vehicle, type and sensor: what `conflate=latest` keeps the latest of.
+    pub key: ConflationKey,
 }
 
 /// What a session gets back from [`HubHandle::register`].
@@ -71,6 +75,8 @@ pub struct Registration {
     pub connection_count: usize,
     /// The last seq broadcast before this client was added: live frames start after it.
     pub last_seq: i64,
+    /// Set for `conflate=latest` clients: frames parked while the queue was full.
+    pub conflation: Option<Arc<Conflation>>,
     _slot: ConnectionSlot,
 }
 
@@ -90,6 +96,7 @@ pub struct ConnectionInfo {
     pub filter: Filter,
 }
 
+/// The hub's half of `/api/ws/stats`.
 #[derive(Clone, Debug, Serialize)]
 pub struct HubSnapshot {
     pub active_connections: usize,
@@ -104,6 +111,7 @@ enum Command {
     Register {
         filter: Filter,
         stream: Stream,
+        conflate: bool,
         slot: ConnectionSlot,
         reply: oneshot::Sender<Registration>,
     },
@@ -148,12 +156,14 @@ impl HubHandle {
         slot: ConnectionSlot,
         filter: Filter,
         stream: Stream,
+        conflate: bool,
     ) -> Option<Registration> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Register {
                 filter,
                 stream,
+                conflate,
                 slot,
                 reply,
             })
@@ -196,6 +206,7 @@ struct Client {
     tx: mpsc::Sender<Frame>,
     kicked: CancellationToken,
     kick_reason: Arc<OnceLock<Kick>>,
+    conflation: Option<Arc<Conflation>>,
 }
 
 /// The hub task's private state.
@@ -261,9 +272,11 @@ impl Hub {
             Command::Register {
                 filter,
                 stream,
+                conflate,
                 slot,
                 reply,
             } => {
+                let conflation = conflate.then(|| Arc::new(Conflation::default()));
                 let id = self.next_id;
                 self.next_id += 1;
                 let (tx, frames) = mpsc::channel(self.queue);
@@ -278,6 +291,7 @@ impl Hub {
                         tx,
                         kicked: kicked.clone(),
                         kick_reason: kick_reason.clone(),
+                        conflation: conflation.clone(),
                     },
                 );
                 let registration = Registration {
@@ -288,6 +302,7 @@ impl Hub {
                     filter,
                     connection_count: self.connections.load(Relaxed),
                     last_seq: self.last_seq,
+                    conflation,
                     _slot: slot,
                 };
                 if reply.send(registration).is_err() {
@@ -323,10 +338,20 @@ impl Hub {
                 let frame = frame.get_or_insert_with(|| Frame {
                     seq: msg.seq,
                     bytes: frame::encode(msg, &broadcast_time, count, false),
+                    key: (msg.vehicle_id, msg.kind, msg.sensor_id),
                 });
-                match client.tx.try_send(frame.clone()) {
+                let sent = match &client.conflation {
+                    Some(conflation) => conflation
+                        .offer(frame.clone(), &client.tx)
+                        .map_err(|_| mpsc::error::TrySendError::Closed(())),
+                    None => client.tx.try_send(frame.clone()).map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                        mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+                    }),
+                };
+                match sent {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Err(mpsc::error::TrySendError::Full(())) => {
                         let _ = client.kick_reason.set(Kick::SlowConsumer);
                         client.kicked.cancel();
                         self.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
@@ -337,7 +362,7 @@ impl Hub {
                         dropped.insert(*id);
                     }
                     // The session is ending; its Unregister is on the way.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Err(mpsc::error::TrySendError::Closed(())) => {
                         dropped.insert(*id);
                     }
                 }

@@ -38,6 +38,7 @@ pub fn options(
     client_id: &str,
     keep_alive: Duration,
     request_capacity: usize,
+    ca: Option<Vec<u8>>,
 ) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     o.set_clean_session(false)
@@ -49,7 +50,13 @@ pub fn options(
         o.set_credentials(user.clone(), pass.clone());
     }
     if broker.tls {
-        o.set_transport(rumqttc::Transport::tls_with_default_config());
+        // Several rustls crypto providers are compiled in (sqlx, rumqttc); rustls refuses to
+        // guess, so choose one for the process before the first handshake.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        o.set_transport(match ca {
+            Some(ca) => rumqttc::Transport::tls(ca, None, None),
+            None => rumqttc::Transport::tls_with_default_config(),
+        });
     }
     o
 }

@@ -138,6 +138,15 @@ pub fn resync(since: i64, last_seq: i64, replay_window: i64) -> String {
     }))
 }
 
+/// Sent to a `conflate=latest` client before the latest frames it skipped to.
+pub fn conflated(skipped: u64) -> String {
+    to_json(&serde_json::json!({
+        "type": "conflated",
+        "skipped": skipped,
+        "message": "you fell behind: older messages were skipped, the latest per vehicle and type follow",
+    }))
+}
+
 pub fn error(message: &str) -> String {
     #[derive(Serialize)]
     struct Error<'a> {
@@ -165,6 +174,8 @@ pub struct StreamQuery {
     pub since: Option<String>,
     /// `snapshot=latest`: first the latest vehicle_log of each vehicle in the filter.
     pub snapshot: Option<String>,
+    /// `conflate=latest`: skip to the latest per vehicle and type when behind.
+    pub conflate: Option<String>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct SessionConfig {
     pub client_timeout: Duration,
     /// How many seqs back `since=` may reach before the client is told to resync.
     pub replay_window: i64,
+    /// Client messages per second allowed on average, and in a burst.
+    pub client_rate: f64,
+    pub client_burst: f64,
 }
 
 pub struct SessionContext {
@@ -46,6 +49,9 @@ pub struct Opening {
     pub snapshot: bool,
     /// What the client's credential allows it to subscribe to.
     pub scope: Scope,
+    /// `conflate=latest`: when behind, skip to the latest message per vehicle and type instead
+    /// of being disconnected.
+    pub conflate: bool,
 }
 
 /// Messages read from the database per query while replaying.
@@ -124,6 +130,7 @@ async fn open_stream(
         since,
         snapshot,
         scope: _,
+        conflate,
     } = opening;
     let vehicles = (!filter.all).then(|| filter.vehicles.clone());
     let now = || format_time(Utc::now());
@@ -171,7 +178,7 @@ async fn open_stream(
 
     let reg = ctx
         .hub
-        .register(slot, filter, stream)
+        .register(slot, filter, stream, conflate)
         .await
         .ok_or_else(|| Some(reason(close::GOING_AWAY, "server shutting down")))?;
     if !replaying {
@@ -225,6 +232,8 @@ async fn serve(
     ctx: &SessionContext,
 ) -> Option<CloseReason> {
     let config = ctx.config;
+    let mut limiter = RateLimit::new(config.client_rate, config.client_burst);
+    let conflation = reg.conflation.clone();
     let mut last_heard = Instant::now();
     let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -247,6 +256,22 @@ async fn serve(
                 }
                 None => return Some(reason(close::GOING_AWAY, "stream ended")),
             },
+            // Only polled once the queue is empty (biased): parked frames are newer than queued.
+            _ = parked(&conflation) => {
+                if let Some(conflation) = &conflation {
+                    let (frames, skipped) = conflation.take();
+                    ctx.metrics.frames_conflated.fetch_add(skipped, Relaxed);
+                    if skipped > 0 && out.send(protocol::conflated(skipped)).await.is_err() {
+                        return None;
+                    }
+                    for frame in frames.into_iter().filter(|f| f.seq > replayed_up_to) {
+                        if out.send(frame.bytes).await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+                continue;
+            }
             msg = stream.recv() => {
                 last_heard = Instant::now();
                 match msg {
@@ -255,6 +280,15 @@ async fn serve(
                         return Some(reason(close::TOO_BIG, "frame too large"));
                     }
                     Some(Err(e)) => return Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }),
+                    Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_))) if !limiter.allow() => {
+                        ctx.metrics.client_messages_dropped.fetch_add(1, Relaxed);
+                        match limiter.notice() {
+                            Some(dropped) => protocol::error(&format!(
+                                "Rate limit exceeded: at most {} messages per second; {dropped} dropped", config.client_rate
+                            )),
+                            None => continue,
+                        }
+                    }
                     Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, scope, &ctx.hub).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => protocol::error("Binary frames are not supported; send JSON text"),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
@@ -280,6 +314,61 @@ async fn serve(
         if out.send(reply).await.is_err() {
             return None;
         }
+    }
+}
+
+/// Resolves when a `conflate=latest` client has parked frames; never for other clients.
+async fn parked(conflation: &Option<Arc<crate::hub::Conflation>>) {
+    match conflation {
+        Some(conflation) => conflation.parked.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A token bucket for what a client sends: a flood is dropped (with an error frame at most
+/// once a second) instead of costing the server work or memory.
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+    dropped: u64,
+    noticed: Option<Instant>,
+}
+
+impl RateLimit {
+    fn new(rate: f64, burst: f64) -> Self {
+        RateLimit {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+            dropped: 0,
+            noticed: None,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    /// The number dropped so far, if the client should be told now.
+    fn notice(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.noticed.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return None;
+        }
+        self.noticed = Some(now);
+        Some(self.dropped)
     }
 }
 

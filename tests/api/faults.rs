@@ -14,20 +14,19 @@ async fn a_client_that_stops_reading_is_disconnected_and_the_others_miss_nothing
     let total = 2500;
     let mut publisher = Publisher::connect(&app.mqtt_url).await;
     let topic = format!("{}/1/raw_log", app.prefix);
-    let publishing = tokio::spawn(async move {
-        let line = "x".repeat(8000);
-        for i in 0..total {
+    let line = "x".repeat(8000);
+    // In steps of 20, reading each step before the next, so the healthy client is never far
+    // behind however slow this machine is, while the stalled one falls further back each step.
+    for step in 0..total / 20 {
+        for i in step * 20..(step + 1) * 20 {
             publisher.send(&topic, format!("{i} {line}").into_bytes()).await;
-            if i % 20 == 19 {
-                publisher.wait_acks(20).await;
-            }
         }
-    });
-    for i in 0..total {
-        let frame = healthy.next_data().await;
-        assert!(frame["data"].as_str().unwrap().starts_with(&format!("{i} ")), "frame {i} in order");
+        publisher.wait_acks(20).await;
+        for i in step * 20..(step + 1) * 20 {
+            let frame = healthy.next_data().await;
+            assert!(frame["data"].as_str().unwrap().starts_with(&format!("{i} ")), "frame {i} in order");
+        }
     }
-    publishing.await.unwrap();
     wait_for("the stalled client to be dropped", || async {
         app.get("/api/ws/stats").await.1["messages"]["slow_clients_dropped"] == 1
     })
@@ -55,15 +54,18 @@ async fn a_client_that_answers_no_pings_is_closed_after_the_timeout() {
     let mut silent = app.connect_ws("/api/ws").await; // reads nothing, answers nothing
     let mut alive = app.connect_ws("/api/ws").await;
     alive.next_json().await;
-    // `alive` keeps reading, and WsClient answers the server's pings as it reads.
-    let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
-    loop {
-        alive.round_trip().await;
-        if app.get("/api/ws/stats").await.1["active_connections"] == 1 {
-            break;
+    // `alive` keeps reading in the background, and WsClient answers the pings it reads.
+    let reader = actix_web::rt::spawn(async move {
+        loop {
+            if let WsEvent::Closed(reason) = alive.next_event().await {
+                return reason;
+            }
         }
-        assert!(tokio::time::Instant::now() < deadline, "the silent client is closed in time");
-    }
+    });
+    wait_for("the silent client to be closed", || async {
+        app.get("/api/ws/stats").await.1["active_connections"] == 1
+    })
+    .await;
     let close = loop {
         if let WsEvent::Closed(reason) = silent.next_event().await {
             break reason;
@@ -72,6 +74,7 @@ async fn a_client_that_answers_no_pings_is_closed_after_the_timeout() {
     assert_eq!(close.map(|r| u16::from(r.code)), Some(3002));
     let (_, stats) = app.get("/api/ws/stats").await;
     assert_eq!(stats["active_connections"], 1, "the client that answers pings is still served");
+    assert!(!reader.is_finished());
     let mut app = app;
     app.stop().await;
 }
@@ -166,5 +169,79 @@ async fn a_database_outage_stops_acks_and_broadcasts_until_it_returns_and_loses_
         assert_eq!(ws.next_data().await["data"], format!("d{i:02}"));
     }
     app.wait_rows("raw_logs", 40).await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_conflating_client_that_falls_behind_skips_to_the_latest_and_stays_connected() {
+    let app = spawn_with(Resources::fresh().await, |s| s.ws_client_queue = 32).await;
+    let mut lagging = app.connect_ws("/api/ws?conflate=latest&types=vehicle_log").await;
+    let total = 1500;
+    let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    let pad = "x".repeat(8000);
+    for i in 0..total {
+        let payload = serde_json::json!({"n": i, "pad": pad}).to_string();
+        publisher
+            .send(&format!("{}/{}/vehicle_log", app.prefix, 1 + i % 2), payload.into_bytes())
+            .await;
+        if i % 50 == 49 {
+            publisher.wait_acks(50).await;
+        }
+    }
+    // Read everything: queued frames, then the notice, then the latest of each vehicle.
+    lagging.next_json().await;
+    let mut seen = Vec::new();
+    let mut skipped = 0;
+    let mut last_seq = 0;
+    while seen.iter().filter(|n| **n >= total - 2).count() < 2 {
+        let frame = lagging.next_json().await;
+        match frame["type"].as_str() {
+            Some("conflated") => skipped += frame["skipped"].as_u64().unwrap(),
+            Some("vehicle_log") => {
+                let seq = frame["seq"].as_i64().unwrap();
+                assert!(seq > last_seq, "frames stay in seq order");
+                last_seq = seq;
+                seen.push(frame["data"]["n"].as_i64().unwrap());
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert!(skipped > 0, "it fell behind and was told how many it skipped");
+    assert_eq!(seen.len() as u64 + skipped, total as u64, "every message either arrived or was counted as skipped");
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert_eq!(stats["messages"]["slow_clients_dropped"], 0);
+    assert_eq!(stats["messages"]["frames_conflated"], skipped);
+    assert_eq!(stats["active_connections"], 1, "still connected");
+    let mut app = app;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_client_that_floods_requests_is_rate_limited_and_stays_connected() {
+    let mut app = spawn_with(Resources::fresh().await, |s| {
+        s.ws_client_rate = 5;
+        s.ws_client_burst = 10;
+    })
+    .await;
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+    for i in 0..200 {
+        ws.send_json(serde_json::json!({"type": "ping", "timestamp": i})).await;
+    }
+    let mut pongs = 0;
+    let notice = loop {
+        let frame = ws.next_json().await;
+        match frame["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") => break frame,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    };
+    assert!(notice["message"].as_str().unwrap().starts_with("Rate limit exceeded"), "{notice}");
+    assert!(pongs <= 12, "about the burst is answered, not the flood: {pongs}");
+    app.publish("1/raw_log", "still served").await;
+    assert_eq!(ws.next_data().await["data"], "still served");
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert!(stats["messages"]["client_messages_dropped"].as_u64().unwrap() > 0);
     app.stop().await;
 }

@@ -15,3 +15,4 @@ mod rejected;
 mod resume;
 mod shutdown;
 mod streams;
+mod tls;

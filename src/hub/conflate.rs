@@ -1,0 +1,67 @@
+//! `conflate=latest`: instead of being disconnected when it falls behind, a client may ask to
+//! skip to the latest message per vehicle, type (and sensor).
+//!
+//! While such a client's queue is full, the hub parks frames here, one per key, the newest
+//! replacing the older (counted as skipped). Once the session has drained its queue it takes the
+//! parked frames, tells the client how many it skipped, and sends them in seq order; the hub uses
+//! the queue again as soon as nothing is parked, so the client's order stays seq order.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::Frame;
+use crate::domain::MessageType;
+
+/// What a frame is the latest of.
+pub type ConflationKey = (i64, MessageType, Option<i64>);
+
+#[derive(Default)]
+pub struct Conflation {
+    state: Mutex<Parked>,
+    /// Signalled when frames are parked.
+    pub parked: Notify,
+}
+
+#[derive(Default)]
+struct Parked {
+    frames: HashMap<ConflationKey, Frame>,
+    skipped: u64,
+}
+
+/// The session has gone.
+pub struct Gone;
+
+impl Conflation {
+    /// Hub side: queue the frame, or park it if the client is behind.
+    pub fn offer(&self, frame: Frame, tx: &mpsc::Sender<Frame>) -> Result<(), Gone> {
+        // unwrap: the lock is never held across a panic (no code here can panic).
+        let mut parked = self.state.lock().unwrap();
+        let frame = if parked.frames.is_empty() {
+            match tx.try_send(frame) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(frame)) => frame,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Gone),
+            }
+        } else {
+            frame
+        };
+        if parked.frames.insert(frame.key, frame).is_some() {
+            parked.skipped += 1;
+        }
+        drop(parked);
+        self.parked.notify_one();
+        Ok(())
+    }
+
+    /// Session side, once its queue is empty: the parked frames in seq order and how many were
+    /// skipped since the last take.
+    pub fn take(&self) -> (Vec<Frame>, u64) {
+        // unwrap: see `offer`.
+        let mut parked = self.state.lock().unwrap();
+        let mut frames: Vec<Frame> = parked.frames.drain().map(|(_, f)| f).collect();
+        frames.sort_by_key(|f| f.seq);
+        (frames, std::mem::take(&mut parked.skipped))
+    }
+}
