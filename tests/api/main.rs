@@ -14,5 +14,6 @@ mod ingest;
 mod rejected;
 mod resume;
 mod shutdown;
+mod simulator;
 mod streams;
 mod tls;

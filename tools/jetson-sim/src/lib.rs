@@ -1,0 +1,37 @@
+//! `jetson-sim`: stands in for the SEANO fleet's Jetsons and publishes realistic MQTT
+//! telemetry, built from the gateway's own payload types (`seano_gateway::domain`) so the
+//! two cannot drift apart.
+//!
+//! # Layout
+//! - [`config`]: [`SimConfig`], one run's settings, with defaults and validation.
+//! - [`fleet`]: [`Fleet`], the pure, seeded generator of [`SimMessage`]s (no broker needed).
+//! - `boat`: one boat's kinematics, battery, modes, sensors and event log lines.
+//! - [`bad`]: [`BadKind`], the malformed messages and the gateway's reason for each.
+//! - [`publish`]: [`run`], which publishes a fleet on schedule and counts the PubAcks.
+//! - [`summary`]: [`Summary`], what a run sent, by type, vehicle and bad kind.
+//! - [`cli`]: the `jetson-sim` command line, turned into a [`SimConfig`].
+//!
+//! # Example
+//! ```
+//! use jetson_sim::{Fleet, SimConfig};
+//!
+//! let config = SimConfig { seed: Some(7), count: Some(3), ..SimConfig::default() };
+//! let messages: Vec<_> = Fleet::new(&config).unwrap().collect();
+//! assert_eq!(messages.len(), 3);
+//! assert!(messages[0].topic.starts_with("seano/"));
+//! ```
+
+pub mod bad;
+mod boat;
+pub mod cli;
+pub mod config;
+pub mod fleet;
+pub mod publish;
+pub mod summary;
+
+pub use bad::BadKind;
+pub use config::{GeoPoint, SimConfig};
+pub use fleet::{Fleet, SimMessage};
+pub use publish::run;
+pub use summary::{FailureCauses, StopReason, Summary, TypeCounts};
+pub use tokio_util::sync::CancellationToken;
