@@ -48,57 +48,58 @@ pub async fn messages_after(
     for kind in &sel.types {
         match kind {
             MessageType::RawLog => {
-                let mut q = raw_log::Entity::find().filter(raw_log::Column::Seq.gt(sel.after_seq));
-                if let Some(up_to) = sel.up_to_seq {
-                    q = q.filter(raw_log::Column::Seq.lte(up_to));
-                }
-                if let Some(v) = &sel.vehicles {
-                    q = q.filter(raw_log::Column::VehicleId.is_in(v.iter().copied()));
-                }
-                let rows = q
-                    .order_by_asc(raw_log::Column::Seq)
-                    .limit(limit)
-                    .all(db)
-                    .await?;
-                out.extend(rows.into_iter().map(from_raw_log));
+                let rows = rows_after::<raw_log::Entity>(
+                    db,
+                    sel,
+                    limit,
+                    raw_log::Column::Seq,
+                    raw_log::Column::VehicleId,
+                );
+                out.extend(rows.await?.into_iter().map(from_raw_log));
             }
             MessageType::SensorLog => {
-                let mut q =
-                    sensor_log::Entity::find().filter(sensor_log::Column::Seq.gt(sel.after_seq));
-                if let Some(up_to) = sel.up_to_seq {
-                    q = q.filter(sensor_log::Column::Seq.lte(up_to));
-                }
-                if let Some(v) = &sel.vehicles {
-                    q = q.filter(sensor_log::Column::VehicleId.is_in(v.iter().copied()));
-                }
-                let rows = q
-                    .order_by_asc(sensor_log::Column::Seq)
-                    .limit(limit)
-                    .all(db)
-                    .await?;
-                out.extend(rows.into_iter().map(from_sensor_log));
+                let rows = rows_after::<sensor_log::Entity>(
+                    db,
+                    sel,
+                    limit,
+                    sensor_log::Column::Seq,
+                    sensor_log::Column::VehicleId,
+                );
+                out.extend(rows.await?.into_iter().map(from_sensor_log));
             }
             MessageType::VehicleLog => {
-                let mut q =
-                    vehicle_log::Entity::find().filter(vehicle_log::Column::Seq.gt(sel.after_seq));
-                if let Some(up_to) = sel.up_to_seq {
-                    q = q.filter(vehicle_log::Column::Seq.lte(up_to));
-                }
-                if let Some(v) = &sel.vehicles {
-                    q = q.filter(vehicle_log::Column::VehicleId.is_in(v.iter().copied()));
-                }
-                let rows = q
-                    .order_by_asc(vehicle_log::Column::Seq)
-                    .limit(limit)
-                    .all(db)
-                    .await?;
-                out.extend(rows.into_iter().map(from_vehicle_log));
+                let rows = rows_after::<vehicle_log::Entity>(
+                    db,
+                    sel,
+                    limit,
+                    vehicle_log::Column::Seq,
+                    vehicle_log::Column::VehicleId,
+                );
+                out.extend(rows.await?.into_iter().map(from_vehicle_log));
             }
         }
     }
     out.sort_by_key(|m| m.seq);
     out.truncate(limit as usize);
     Ok(out)
+}
+
+/// One table's first `limit` rows matching `sel`, in seq order.
+async fn rows_after<E: EntityTrait>(
+    db: &DatabaseConnection,
+    sel: &Selection,
+    limit: u64,
+    seq: E::Column,
+    vehicle_id: E::Column,
+) -> Result<Vec<E::Model>, DbErr> {
+    let mut q = E::find().filter(seq.gt(sel.after_seq));
+    if let Some(up_to) = sel.up_to_seq {
+        q = q.filter(seq.lte(up_to));
+    }
+    if let Some(v) = &sel.vehicles {
+        q = q.filter(vehicle_id.is_in(v.iter().copied()));
+    }
+    q.order_by_asc(seq).limit(limit).all(db).await
 }
 
 /// The latest vehicle_log of each vehicle (of `vehicles`, or all), in seq order.

@@ -411,6 +411,24 @@ async fn write_batch(
     Ok((out, dropped))
 }
 
+/// One table's (vehicle, dedup key) pairs with a key in `keys` and a seq above `floor`;
+/// `cols` are its vehicle_id, dedup_key and seq columns.
+async fn stored<E: EntityTrait>(
+    txn: &impl ConnectionTrait,
+    keys: Vec<i64>,
+    floor: i64,
+    [vehicle_id, dedup_key, seq]: [E::Column; 3],
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    E::find()
+        .select_only()
+        .columns([vehicle_id, dedup_key])
+        .filter(dedup_key.is_in(keys))
+        .filter(seq.gt(floor))
+        .into_tuple()
+        .all(txn)
+        .await
+}
+
 /// The (vehicle, dedup key) pairs among `suspects` that are already stored above `floor`.
 async fn stored_keys<C: ConnectionTrait>(
     txn: &C,
@@ -427,39 +445,34 @@ async fn stored_keys<C: ConnectionTrait>(
         if keys.is_empty() {
             continue;
         }
-        let rows: Vec<(i64, i64)> = match kind {
+        use {raw_log as r, sensor_log as s, vehicle_log as v};
+        let rows = match kind {
             MessageType::RawLog => {
-                raw_log::Entity::find()
-                    .select_only()
-                    .columns([raw_log::Column::VehicleId, raw_log::Column::DedupKey])
-                    .filter(raw_log::Column::DedupKey.is_in(keys))
-                    .filter(raw_log::Column::Seq.gt(floor))
-                    .into_tuple()
-                    .all(txn)
-                    .await?
+                stored::<r::Entity>(
+                    txn,
+                    keys,
+                    floor,
+                    [r::Column::VehicleId, r::Column::DedupKey, r::Column::Seq],
+                )
+                .await?
             }
             MessageType::SensorLog => {
-                sensor_log::Entity::find()
-                    .select_only()
-                    .columns([sensor_log::Column::VehicleId, sensor_log::Column::DedupKey])
-                    .filter(sensor_log::Column::DedupKey.is_in(keys))
-                    .filter(sensor_log::Column::Seq.gt(floor))
-                    .into_tuple()
-                    .all(txn)
-                    .await?
+                stored::<s::Entity>(
+                    txn,
+                    keys,
+                    floor,
+                    [s::Column::VehicleId, s::Column::DedupKey, s::Column::Seq],
+                )
+                .await?
             }
             MessageType::VehicleLog => {
-                vehicle_log::Entity::find()
-                    .select_only()
-                    .columns([
-                        vehicle_log::Column::VehicleId,
-                        vehicle_log::Column::DedupKey,
-                    ])
-                    .filter(vehicle_log::Column::DedupKey.is_in(keys))
-                    .filter(vehicle_log::Column::Seq.gt(floor))
-                    .into_tuple()
-                    .all(txn)
-                    .await?
+                stored::<v::Entity>(
+                    txn,
+                    keys,
+                    floor,
+                    [v::Column::VehicleId, v::Column::DedupKey, v::Column::Seq],
+                )
+                .await?
             }
         };
         found.extend(rows);

@@ -21,7 +21,9 @@ async fn kill_9_under_qos1_traffic_then_restart_stores_every_message_exactly_onc
             .unwrap_or(0)
     };
 
-    let total = 3000usize;
+    // Within Mosquitto's default max_queued_messages (1000): past it the broker itself drops
+    // QoS 1 messages for a session that is away, after acknowledging them to the publisher.
+    let total = 900usize;
     let topic = format!("{}/1/raw_log", resources.prefix);
     let mut publisher = Publisher::connect(resources.mqtt_url.as_deref().unwrap()).await;
     let publishing = tokio::spawn(async move {
@@ -35,7 +37,7 @@ async fn kill_9_under_qos1_traffic_then_restart_stores_every_message_exactly_onc
         }
     });
 
-    wait_for("traffic to be flowing", || async { count().await >= 500 }).await;
+    wait_for("traffic to be flowing", || async { count().await >= 200 }).await;
     gateway.kill_9();
     let stored_at_crash = count().await;
     let gateway = GatewayProcess::start(&resources).await;
