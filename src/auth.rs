@@ -51,9 +51,17 @@ impl Auth {
     /// `tokens`: entries separated by commas or spaces, each `TOKEN` (every vehicle) or
     /// `TOKEN:1+2+3` (only those vehicles). `origins`: comma-separated, e.g.
     /// `https://ops.example.org,http://localhost:5173`.
-    pub fn new(tokens: Option<&str>, jwt_secret: Option<&str>, origins: Option<&str>) -> Result<Auth, String> {
+    pub fn new(
+        tokens: Option<&str>,
+        jwt_secret: Option<&str>,
+        origins: Option<&str>,
+    ) -> Result<Auth, String> {
         let mut parsed = Vec::new();
-        for entry in tokens.unwrap_or("").split([',', ' ', '\n']).filter(|e| !e.trim().is_empty()) {
+        for entry in tokens
+            .unwrap_or("")
+            .split([',', ' ', '\n'])
+            .filter(|e| !e.trim().is_empty())
+        {
             let entry = entry.trim();
             let (token, scope) = match entry.split_once(':') {
                 None => (entry, Scope::AllVehicles),
@@ -62,7 +70,11 @@ impl Auth {
                         .split('+')
                         .map(|id| id.parse::<i64>().ok().filter(|v| *v > 0))
                         .collect::<Option<BTreeSet<i64>>>()
-                        .ok_or_else(|| format!("'{ids}' after '{token}:' is not a list of vehicle ids like 1+2+3"))?;
+                        .ok_or_else(|| {
+                            format!(
+                                "'{ids}' after '{token}:' is not a list of vehicle ids like 1+2+3"
+                            )
+                        })?;
                     (token, Scope::Vehicles(ids))
                 }
             };
@@ -72,7 +84,9 @@ impl Auth {
             parsed.push((token.to_owned(), scope));
         }
         let jwt_secret = match jwt_secret.filter(|s| !s.is_empty()) {
-            Some(s) if s.len() < 16 => return Err("AUTH_JWT_SECRET must be at least 16 bytes".into()),
+            Some(s) if s.len() < 16 => {
+                return Err("AUTH_JWT_SECRET must be at least 16 bytes".into())
+            }
             other => other.map(|s| s.as_bytes().to_vec()),
         };
         let origins = origins
@@ -101,26 +115,43 @@ impl Auth {
     /// Refuses a browser request from an Origin that is not allowed.
     pub fn check_origin(&self, origin: Option<&str>) -> Result<(), AuthError> {
         match origin {
-            Some(o) if !self.origins.is_empty() && !self.origins.iter().any(|a| a == o.trim_end_matches('/')) => {
-                Err(AuthError::Forbidden(format!("origin '{o}' is not allowed (ALLOWED_ORIGINS)")))
+            Some(o)
+                if !self.origins.is_empty()
+                    && !self.origins.iter().any(|a| a == o.trim_end_matches('/')) =>
+            {
+                Err(AuthError::Forbidden(format!(
+                    "origin '{o}' is not allowed (ALLOWED_ORIGINS)"
+                )))
             }
             _ => Ok(()),
         }
     }
 
     /// The scope of the presented credential (every vehicle when auth is off).
-    pub fn authenticate(&self, credential: Option<&str>, now_unix: i64) -> Result<Scope, AuthError> {
+    pub fn authenticate(
+        &self,
+        credential: Option<&str>,
+        now_unix: i64,
+    ) -> Result<Scope, AuthError> {
         if !self.enabled() {
             return Ok(Scope::AllVehicles);
         }
-        let credential = credential
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| AuthError::Unauthenticated("a token is required (Authorization: Bearer, or ?token=)".into()))?;
-        if let Some((_, scope)) = self.tokens.iter().find(|(t, _)| constant_time_eq(t.as_bytes(), credential.as_bytes())) {
+        let credential = credential.filter(|c| !c.is_empty()).ok_or_else(|| {
+            AuthError::Unauthenticated(
+                "a token is required (Authorization: Bearer, or ?token=)".into(),
+            )
+        })?;
+        if let Some((_, scope)) = self
+            .tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), credential.as_bytes()))
+        {
             return Ok(scope.clone());
         }
         match &self.jwt_secret {
-            Some(secret) if credential.matches('.').count() == 2 => verify_jwt(secret, credential, now_unix),
+            Some(secret) if credential.matches('.').count() == 2 => {
+                verify_jwt(secret, credential, now_unix)
+            }
             _ => Err(AuthError::Unauthenticated("the token is not valid".into())),
         }
     }
@@ -136,7 +167,8 @@ fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Scope, AuthError> 
     let invalid = |why: &str| AuthError::Unauthenticated(format!("the token is not valid: {why}"));
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = token.split('.');
-    let (Some(header), Some(claims), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(header), Some(claims), Some(signature)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(invalid("not a JWT"));
     };
     let header: serde_json::Value = b64
@@ -147,17 +179,23 @@ fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Scope, AuthError> 
     if header["alg"] != "HS256" {
         return Err(invalid("only HS256 is accepted"));
     }
-    let signature = b64.decode(signature).map_err(|_| invalid("bad signature encoding"))?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| invalid("bad key"))?;
+    let signature = b64
+        .decode(signature)
+        .map_err(|_| invalid("bad signature encoding"))?;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|_| invalid("bad key"))?;
     let signed_part = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
     mac.update(&token.as_bytes()[..signed_part]);
-    mac.verify_slice(&signature).map_err(|_| invalid("bad signature"))?;
+    mac.verify_slice(&signature)
+        .map_err(|_| invalid("bad signature"))?;
     let claims: serde_json::Value = b64
         .decode(claims)
         .ok()
         .and_then(|c| serde_json::from_slice(&c).ok())
         .ok_or_else(|| invalid("bad claims"))?;
-    let exp = claims["exp"].as_i64().ok_or_else(|| invalid("no exp claim"))?;
+    let exp = claims["exp"]
+        .as_i64()
+        .ok_or_else(|| invalid("no exp claim"))?;
     if now >= exp {
         return Err(AuthError::Unauthenticated("the token has expired".into()));
     }
@@ -198,10 +236,22 @@ mod tests {
     #[test]
     fn static_tokens_carry_their_scope() {
         let auth = Auth::new(Some("admin-token-1, boat7-token:7+9"), None, None).unwrap();
-        assert_eq!(auth.authenticate(Some("admin-token-1"), 0), Ok(Scope::AllVehicles));
-        assert_eq!(auth.authenticate(Some("boat7-token"), 0), Ok(Scope::Vehicles([7, 9].into())));
-        assert!(matches!(auth.authenticate(Some("nope-nope-nope"), 0), Err(AuthError::Unauthenticated(_))));
-        assert!(matches!(auth.authenticate(None, 0), Err(AuthError::Unauthenticated(_))));
+        assert_eq!(
+            auth.authenticate(Some("admin-token-1"), 0),
+            Ok(Scope::AllVehicles)
+        );
+        assert_eq!(
+            auth.authenticate(Some("boat7-token"), 0),
+            Ok(Scope::Vehicles([7, 9].into()))
+        );
+        assert!(matches!(
+            auth.authenticate(Some("nope-nope-nope"), 0),
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            auth.authenticate(None, 0),
+            Err(AuthError::Unauthenticated(_))
+        ));
         assert!(Auth::new(Some("short"), None, None).is_err());
         assert!(Auth::new(Some("long-enough:x"), None, None).is_err());
     }
@@ -210,7 +260,10 @@ mod tests {
     fn jwts_are_checked_for_signature_expiry_and_vehicles() {
         let auth = Auth::new(None, Some(std::str::from_utf8(SECRET).unwrap()), None).unwrap();
         let good = sign_jwt(SECRET, &json!({"sub": "ops", "exp": 2000, "vehicles": [3]}));
-        assert_eq!(auth.authenticate(Some(&good), 1000), Ok(Scope::Vehicles([3].into())));
+        assert_eq!(
+            auth.authenticate(Some(&good), 1000),
+            Ok(Scope::Vehicles([3].into()))
+        );
         assert_eq!(
             auth.authenticate(Some(&good), 2000),
             Err(AuthError::Unauthenticated("the token has expired".into()))
@@ -227,9 +280,17 @@ mod tests {
     fn origins_are_checked_only_when_listed() {
         let open = Auth::new(None, None, None).unwrap();
         assert!(open.check_origin(Some("https://evil.example")).is_ok());
-        let closed = Auth::new(None, None, Some("https://ops.example.org/, http://localhost:5173")).unwrap();
+        let closed = Auth::new(
+            None,
+            None,
+            Some("https://ops.example.org/, http://localhost:5173"),
+        )
+        .unwrap();
         assert!(closed.check_origin(Some("https://ops.example.org")).is_ok());
-        assert!(closed.check_origin(None).is_ok(), "non-browser clients send no Origin");
+        assert!(
+            closed.check_origin(None).is_ok(),
+            "non-browser clients send no Origin"
+        );
         assert!(closed.check_origin(Some("https://evil.example")).is_err());
     }
 }

@@ -141,11 +141,21 @@ pub struct Settings {
 
     /// Static API tokens, comma-separated: `TOKEN` (every vehicle) or `TOKEN:1+2` (those vehicles).
     /// Setting this or AUTH_JWT_SECRET turns access control on.
-    #[arg(long, env = "AUTH_TOKENS", value_name = "AUTH_TOKENS", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AUTH_TOKENS",
+        value_name = "AUTH_TOKENS",
+        hide_env_values = true
+    )]
     pub auth_tokens: Option<String>,
 
     /// Secret for HS256 JWTs (claims: `exp` required, `vehicles` optional list of ids).
-    #[arg(long, env = "AUTH_JWT_SECRET", value_name = "AUTH_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        value_name = "AUTH_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub auth_jwt_secret: Option<String>,
 
     /// Browser origins allowed to use the API and the streams (comma-separated); unset: any.

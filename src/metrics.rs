@@ -31,7 +31,7 @@ impl PerType {
 }
 
 /// One count per message type.
-#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TypeCounts {
     pub raw_log: u64,
     pub sensor_log: u64,
@@ -97,7 +97,7 @@ impl Default for Metrics {
 }
 
 /// The pipeline half of `/api/ws/stats`.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, Clone, utoipa::ToSchema)]
 pub struct PipelineStats {
     pub received: TypeCounts,
     pub stored: TypeCounts,

@@ -158,19 +158,18 @@ impl Application {
             broker: broker.to_string(),
             auth: auth.clone(),
         });
-        let server =
-            HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .wrap(actix_web::middleware::from_fn(http::guard::require_auth))
-                    .wrap(cors(&auth))
-                    .configure(http::routes)
-            })
-                .listen(listener)
-                .context("starting the HTTP server")?
-                .disable_signals()
-                .shutdown_timeout(5)
-                .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(http::guard::require_auth))
+                .wrap(cors(&auth))
+                .configure(http::routes)
+        })
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .disable_signals()
+        .shutdown_timeout(5)
+        .run();
         log::info!(
             "listening on http://127.0.0.1:{port} (HTTP_ADDR {}); MQTT {broker}, topics {}/+/{{raw_log,sensor_log,vehicle_log}}; database {}",
             settings.http_addr,

@@ -52,10 +52,12 @@ pub enum RejectReason {
     InvalidJson,
     /// Valid JSON of the wrong shape: a field of the wrong type, a missing field, a bad timestamp.
     InvalidField,
+    /// Valid, but the database refused to store it (kept here instead of stalling ingest).
+    StorageError,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         Self::UnknownTopic,
         Self::InvalidVehicleId,
         Self::EmptyPayload,
@@ -63,6 +65,7 @@ impl RejectReason {
         Self::InvalidUtf8,
         Self::InvalidJson,
         Self::InvalidField,
+        Self::StorageError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl RejectReason {
             Self::InvalidUtf8 => "invalid_utf8",
             Self::InvalidJson => "invalid_json",
             Self::InvalidField => "invalid_field",
+            Self::StorageError => "storage_error",
         }
     }
 

@@ -28,7 +28,9 @@ pub enum ApiError {
 }
 
 /// The body of every error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({"error": "bad_parameter", "parameter": "limit",
+    "message": "invalid parameter 'limit': must be between 1 and 1000, got 5000"})))]
 pub struct ErrorBody {
     /// `bad_parameter`, `not_found`, `unavailable` or `internal`.
     pub error: &'static str,

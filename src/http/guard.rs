@@ -11,8 +11,10 @@ use crate::auth::Scope;
 
 /// Paths anyone may read: liveness, the docs, the dashboard's files.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/api/openapi.json" | "/api/asyncapi.json")
-        || path.starts_with("/api/docs")
+    matches!(
+        path,
+        "/health" | "/ready" | "/api/openapi.json" | "/api/asyncapi.json"
+    ) || path.starts_with("/api/docs")
         || !(path.starts_with("/api/") || path == "/metrics")
 }
 
@@ -27,7 +29,11 @@ fn vehicle_of(path: &str) -> Option<Result<i64, ()>> {
 /// on a WebSocket).
 fn credential(req: &ServiceRequest) -> Option<String> {
     if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        return h.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(|t| t.trim().to_owned());
+        return h
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
     }
     url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "token")

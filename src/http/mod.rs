@@ -1,10 +1,14 @@
 //! HTTP routes, one file per resource, and the state they share.
 
+mod dashboard;
 pub mod error;
 pub mod guard;
 mod health;
+mod metrics_endpoint;
+pub mod openapi;
 mod stats;
 mod streams;
+mod vehicles;
 
 use std::sync::Arc;
 
@@ -44,5 +48,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/ws/vehicle/{vehicle_id}",
         web::get().to(streams::vehicle),
-    );
+    )
+    .route("/api/vehicles", web::get().to(vehicles::list))
+    .route("/api/vehicles/{vehicle_id}", web::get().to(vehicles::get))
+    // Before `{type}`, which would otherwise take "track".
+    .route(
+        "/api/vehicles/{vehicle_id}/track",
+        web::get().to(vehicles::track),
+    )
+    .route(
+        "/api/vehicles/{vehicle_id}/{type}",
+        web::get().to(vehicles::history),
+    )
+    .route("/metrics", web::get().to(metrics_endpoint::metrics))
+    .route("/api/openapi.json", web::get().to(openapi::openapi_json))
+    .route("/api/asyncapi.json", web::get().to(openapi::asyncapi_json))
+    .route("/api/docs", web::get().to(openapi::docs_redirect))
+    .service(openapi::swagger_ui())
+    .configure(dashboard::routes);
 }

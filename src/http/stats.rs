@@ -9,7 +9,8 @@ use super::{ApiError, AppState};
 use crate::hub::ConnectionInfo;
 use crate::metrics::PipelineStats;
 
-#[derive(Serialize)]
+/// `GET /api/ws/stats`: SEANO's fields plus the gateway's own figures.
+#[derive(Serialize, utoipa::ToSchema)]
 struct WsStats {
     /// SEANO's fields.
     active_connections: usize,
@@ -19,11 +20,14 @@ struct WsStats {
     messages: PipelineStats,
     mqtt: MqttStatus,
     database: DatabaseStatus,
+    /// When the gateway started (UTC, RFC 3339).
     started_at: String,
     uptime_seconds: u64,
 }
 
-#[derive(Serialize)]
+/// The MQTT ingest's state.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(examples(json!({"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883"})))]
 struct MqttStatus {
     /// `running` while the ingest task runs, `stopped` after.
     status: &'static str,
@@ -31,10 +35,12 @@ struct MqttStatus {
     broker: String,
 }
 
-#[derive(Serialize)]
+/// The database's state as the store sees it.
+#[derive(Serialize, utoipa::ToSchema)]
 struct DatabaseStatus {
     /// False after a failed commit, until the next one succeeds.
     connected: bool,
+    /// `sqlite` or `postgresql`.
     backend: &'static str,
 }
 
@@ -50,6 +56,33 @@ fn mqtt(state: &AppState) -> MqttStatus {
     }
 }
 
+/// Connections and pipeline statistics.
+#[utoipa::path(
+    get,
+    path = "/api/ws/stats",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Connections (per stream and per vehicle), messages received / stored / broadcast / rejected by type and reason, frames sent, slow clients dropped, MQTT and database status, uptime", body = WsStats,
+         example = json!({
+            "active_connections": 1,
+            "connections_info": [{"client_id": 1, "connected_at": "2025-10-18T16:30:00.123Z", "client_info": {"vehicle_filter": 1},
+                                  "filter": {"all": false, "vehicles": [1], "types": ["raw_log", "sensor_log", "vehicle_log"]}}],
+            "connections_by_stream": {"all_vehicles": 0, "vehicle": 1},
+            "connections_by_vehicle": {"1": 1},
+            "messages": {
+                "received": {"raw_log": 10, "sensor_log": 20, "vehicle_log": 30},
+                "stored": {"raw_log": 10, "sensor_log": 20, "vehicle_log": 30},
+                "broadcast": {"raw_log": 10, "sensor_log": 20, "vehicle_log": 30},
+                "rejected": {"invalid_json": 1}, "rejected_total": 1,
+                "frames_sent": 61, "slow_clients_dropped": 0, "batches_committed": 12,
+                "commit_failures": 0, "ack_failures": 0, "last_seq": 60},
+            "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883"},
+            "database": {"connected": true, "backend": "sqlite"},
+            "started_at": "2025-10-18T16:00:00.000Z", "uptime_seconds": 1800})),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 503, description = "The server is shutting down", body = super::error::ErrorBody),
+    )
+)]
 pub async fn ws_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let hub = state
         .hub
@@ -77,6 +110,16 @@ pub async fn ws_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
     }))
 }
 
+/// The MQTT ingest's state (SEANO's shape plus the broker address).
+#[utoipa::path(
+    get,
+    path = "/api/mqtt/status",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`running`/`stopped`, and whether the session is connected", body = MqttStatus),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+    )
+)]
 pub async fn mqtt_status(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(mqtt(&state))
 }

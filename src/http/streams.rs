@@ -78,7 +78,11 @@ async fn open(
         }
     };
     // Set by the access-control middleware; every vehicle when access control is off.
-    let scope = req.extensions().get::<Scope>().cloned().unwrap_or(Scope::AllVehicles);
+    let scope = req
+        .extensions()
+        .get::<Scope>()
+        .cloned()
+        .unwrap_or(Scope::AllVehicles);
     match stream {
         Stream::AllVehicles if !scope.is_all() => {
             return Err(ApiError::Forbidden(
@@ -86,7 +90,9 @@ async fn open(
             ))
         }
         Stream::Vehicle(id) if !scope.allows(id) => {
-            return Err(ApiError::Forbidden(format!("this token does not allow vehicle {id}")))
+            return Err(ApiError::Forbidden(format!(
+                "this token does not allow vehicle {id}"
+            )))
         }
         _ => {}
     }

@@ -10,10 +10,14 @@ use crate::domain::MessageType;
 ///
 /// `/api/ws` starts with `all`; `/api/ws/vehicle/{id}` with `{id}`. `subscribe` with a vehicle
 /// adds it, without one sets `all`; `unsubscribe` removes a vehicle, or clears `all`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Filter {
+    /// Every vehicle.
     pub all: bool,
+    /// Vehicles named by id (in addition to `all`).
     pub vehicles: BTreeSet<i64>,
+    /// The message types received.
+    #[schema(value_type = Vec<crate::http::openapi::MessageTypeSchema>)]
     pub types: BTreeSet<MessageType>,
 }
 

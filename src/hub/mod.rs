@@ -87,8 +87,9 @@ impl Registration {
 }
 
 /// One connection as `/api/ws/stats` shows it (SEANO's shape plus our fields).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ConnectionInfo {
+    #[schema(value_type = u64)]
     pub client_id: ClientId,
     pub connected_at: String,
     /// `{}` on `/api/ws`, `{"vehicle_filter": id}` on a vehicle stream (as SEANO reports it).
@@ -97,7 +98,7 @@ pub struct ConnectionInfo {
 }
 
 /// The hub's half of `/api/ws/stats`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct HubSnapshot {
     pub active_connections: usize,
     pub connections_info: Vec<ConnectionInfo>,
@@ -346,7 +347,9 @@ impl Hub {
                         .map_err(|_| mpsc::error::TrySendError::Closed(())),
                     None => client.tx.try_send(frame.clone()).map_err(|e| match e {
                         mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-                        mpsc::error::TrySendError::Closed(_) => mpsc::error::TrySendError::Closed(()),
+                        mpsc::error::TrySendError::Closed(_) => {
+                            mpsc::error::TrySendError::Closed(())
+                        }
                     }),
                 };
                 match sent {

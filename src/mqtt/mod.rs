@@ -131,6 +131,14 @@ impl Ingest {
                         continue;
                     }
                     let redelivery = publish.dup || suspects.remove(&publish.pkid);
+                    if redelivery {
+                        log::debug!(
+                            "mqtt: possible redelivery on {} (pkid {}, dup {})",
+                            publish.topic,
+                            publish.pkid,
+                            publish.dup
+                        );
+                    }
                     if publish.qos != QoS::AtMostOnce {
                         if recent.len() == RECENT_PKIDS {
                             recent.pop_front();
@@ -139,7 +147,10 @@ impl Ingest {
                     }
                     let incoming = self.decode(publish, redelivery);
                     if self.store.send(incoming).await.is_err() {
-                        break;
+                        // The store is draining: this one stays unacknowledged (the broker
+                        // redelivers it). Keep polling so the store's last acks go out, and
+                        // disconnect only once it is done.
+                        draining = true;
                     }
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
@@ -209,12 +220,29 @@ impl Ingest {
         }
     }
 
-    /// Sends the queued acks, then DISCONNECT, so the broker keeps the session for next time.
+    /// Sends the queued acks, waits until the broker has processed them, then DISCONNECTs, so
+    /// the broker keeps the session for next time and redelivers only what was not stored.
     async fn disconnect(&mut self) {
-        if !self.metrics.mqtt_connected.load(Relaxed) || self.client.try_disconnect().is_err() {
+        if !self.metrics.mqtt_connected.load(Relaxed) {
             return;
         }
-        let flush = async {
+        // A barrier: the broker answers an UNSUBSCRIBE after the acks sent before it. Without
+        // it, rumqttd was seen to drop acks that arrived just before the DISCONNECT and to
+        // redeliver those messages, without DUP, to the next session.
+        let barrier = format!("{}/$drain-barrier", self.prefix);
+        let drain = async {
+            if self.client.try_unsubscribe(barrier).is_ok() {
+                loop {
+                    match self.eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::UnsubAck(_))) => break,
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+            if self.client.try_disconnect().is_err() {
+                return;
+            }
             loop {
                 match self.eventloop.poll().await {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
@@ -222,11 +250,11 @@ impl Ingest {
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(3), flush)
+        if tokio::time::timeout(Duration::from_secs(3), drain)
             .await
             .is_err()
         {
-            log::warn!("mqtt: the broker did not take the DISCONNECT in time");
+            log::warn!("mqtt: the broker did not confirm the last acks in time");
         }
         log::info!("mqtt: disconnected");
     }

@@ -4,6 +4,7 @@
 //! in one transaction per batch, and only after the commit hands them to the hub and
 //! acknowledges them to the broker. No actix types here.
 
+pub mod queries;
 pub mod replay;
 mod writer;
 

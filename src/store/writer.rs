@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Decoded, MessageType, Rejection, StoredMessage, Telemetry};
+use crate::domain::{Decoded, MessageType, RejectReason, Rejection, StoredMessage, Telemetry};
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 
@@ -160,6 +160,7 @@ impl Writer {
         // After a failed attempt the outcome is unknown (the commit may have landed before the
         // connection broke): from then on every message is checked against what is stored.
         let mut suspect_all = false;
+        let mut failures = 0;
         let last_seq = self.metrics.last_seq.load(Relaxed);
         let window = self.config.dedup_window;
         let committed = loop {
@@ -196,6 +197,11 @@ impl Writer {
                 }
             }
             suspect_all = true;
+            failures += 1;
+            if failures >= 3 && self.db.ping().await.is_ok() {
+                // The database answers, yet refuses this batch: something in it cannot be stored.
+                break self.isolate(batch, last_seq - window).await;
+            }
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         };
@@ -221,6 +227,48 @@ impl Writer {
                 );
             }
         }
+    }
+}
+
+impl Writer {
+    /// Writes `batch` one message at a time; a message the database refuses on its own is kept
+    /// in `rejected_messages` as `storage_error`, so that one bad message cannot stall ingest.
+    async fn isolate(&mut self, batch: &mut [Incoming], dedup_floor: i64) -> Vec<StoredMessage> {
+        let mut committed = Vec::new();
+        for msg in batch.iter_mut() {
+            let mut refusals = 0;
+            loop {
+                match write_batch(&self.db, std::slice::from_mut(msg), true, dedup_floor).await {
+                    Ok((stored, _)) => {
+                        committed.extend(stored);
+                        break;
+                    }
+                    Err(e) if self.db.ping().await.is_ok() => {
+                        refusals += 1;
+                        if refusals > 1 {
+                            // Not even as a rejected message (e.g. a topic the database refuses).
+                            log::error!(
+                                "store: cannot store {} at all, acknowledging it: {e}",
+                                msg.publish.topic
+                            );
+                            break;
+                        }
+                        log::error!(
+                            "store: the database refuses {}: {e}; kept as storage_error",
+                            msg.publish.topic
+                        );
+                        self.metrics.reject(RejectReason::StorageError);
+                        msg.outcome = Err(Rejection {
+                            reason: RejectReason::StorageError,
+                            detail: format!("the database refused it: {e}"),
+                        });
+                    }
+                    // The database went away meanwhile: wait for it like any commit.
+                    Err(_) => sleep(Duration::from_millis(500)).await,
+                }
+            }
+        }
+        committed
     }
 }
 

@@ -13,9 +13,11 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, close, ClientFrame};
-use crate::domain::{format_time, MessageType};
 use crate::auth::Scope;
-use crate::hub::{frame, ConnectionSlot, Filter, FilterChange, HubHandle, Kick, Registration, Stream};
+use crate::domain::{format_time, MessageType};
+use crate::hub::{
+    frame, ConnectionSlot, Filter, FilterChange, HubHandle, Kick, Registration, Stream,
+};
 use crate::metrics::Metrics;
 use crate::store::replay;
 
@@ -350,7 +352,8 @@ impl RateLimit {
 
     fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -364,7 +367,10 @@ impl RateLimit {
     /// The number dropped so far, if the client should be told now.
     fn notice(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if self.noticed.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .noticed
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             return None;
         }
         self.noticed = Some(now);
@@ -381,7 +387,9 @@ async fn handle_text(
 ) -> String {
     match protocol::parse_client_frame(text) {
         Ok(ClientFrame::Ping(ts)) => protocol::pong(ts, vehicle_id),
-        Ok(ClientFrame::Change(FilterChange::Subscribe(v))) if !v.map_or(scope.is_all(), |id| scope.allows(id)) => {
+        Ok(ClientFrame::Change(FilterChange::Subscribe(v)))
+            if !v.map_or(scope.is_all(), |id| scope.allows(id)) =>
+        {
             protocol::error(&match v {
                 Some(id) => format!("Not allowed: this token does not allow vehicle {id}"),
                 None => "Not allowed: this token is limited to some vehicles".to_owned(),

@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_with, standalone_broker, wait_for, Publisher, Resources, TcpProxy, WsEvent};
+use crate::helpers::{
+    spawn_with, standalone_broker, wait_for, Publisher, Resources, TcpProxy, WsEvent,
+};
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_disconnected_and_the_others_miss_nothing() {
@@ -10,7 +12,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_the_others_miss_nothing
     let mut healthy = app.connect_ws("/api/ws").await;
     healthy.next_json().await;
     let mut stalled = app.connect_ws("/api/ws").await; // never read until the end
-    // Enough bytes to fill the stalled client's socket buffers and then its queue.
+                                                       // Enough bytes to fill the stalled client's socket buffers and then its queue.
     let total = 2500;
     let mut publisher = Publisher::connect(&app.mqtt_url).await;
     let topic = format!("{}/1/raw_log", app.prefix);
@@ -19,12 +21,20 @@ async fn a_client_that_stops_reading_is_disconnected_and_the_others_miss_nothing
     // behind however slow this machine is, while the stalled one falls further back each step.
     for step in 0..total / 20 {
         for i in step * 20..(step + 1) * 20 {
-            publisher.send(&topic, format!("{i} {line}").into_bytes()).await;
+            publisher
+                .send(&topic, format!("{i} {line}").into_bytes())
+                .await;
         }
         publisher.wait_acks(20).await;
         for i in step * 20..(step + 1) * 20 {
             let frame = healthy.next_data().await;
-            assert!(frame["data"].as_str().unwrap().starts_with(&format!("{i} ")), "frame {i} in order");
+            assert!(
+                frame["data"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{i} ")),
+                "frame {i} in order"
+            );
         }
     }
     wait_for("the stalled client to be dropped", || async {
@@ -73,7 +83,10 @@ async fn a_client_that_answers_no_pings_is_closed_after_the_timeout() {
     };
     assert_eq!(close.map(|r| u16::from(r.code)), Some(3002));
     let (_, stats) = app.get("/api/ws/stats").await;
-    assert_eq!(stats["active_connections"], 1, "the client that answers pings is still served");
+    assert_eq!(
+        stats["active_connections"], 1,
+        "the client that answers pings is still served"
+    );
     assert!(!reader.is_finished());
     let mut app = app;
     app.stop().await;
@@ -93,7 +106,9 @@ async fn a_broker_outage_is_reported_and_nothing_published_meanwhile_is_lost() {
     let mut vehicle = Publisher::connect(&broker).await;
     let topic = format!("{}/3/raw_log", app.prefix);
     for i in 0..20 {
-        vehicle.publish(&topic, format!("m{i:03}").into_bytes()).await;
+        vehicle
+            .publish(&topic, format!("m{i:03}").into_bytes())
+            .await;
     }
     for _ in 0..20 {
         ws.next_data().await;
@@ -102,12 +117,16 @@ async fn a_broker_outage_is_reported_and_nothing_published_meanwhile_is_lost() {
     proxy.cut();
     wait_for("the outage to be reported", || async {
         let (status, ready) = app.get("/ready").await;
-        status == 503 && ready["mqtt"] == false && app.get("/api/mqtt/status").await.1["connected"] == false
+        status == 503
+            && ready["mqtt"] == false
+            && app.get("/api/mqtt/status").await.1["connected"] == false
     })
     .await;
     assert_eq!(app.get("/health").await.0, 200, "the gateway stays up");
     for i in 20..120 {
-        vehicle.publish(&topic, format!("m{i:03}").into_bytes()).await;
+        vehicle
+            .publish(&topic, format!("m{i:03}").into_bytes())
+            .await;
     }
     proxy.restore();
 
@@ -120,7 +139,10 @@ async fn a_broker_outage_is_reported_and_nothing_published_meanwhile_is_lost() {
     };
     let data: Vec<&str> = frames.iter().map(|f| f["data"].as_str().unwrap()).collect();
     let expected: Vec<String> = (20..120).map(|i| format!("m{i:03}")).collect();
-    assert_eq!(data, expected, "every message published during the outage, in order");
+    assert_eq!(
+        data, expected,
+        "every message published during the outage, in order"
+    );
     app.wait_rows("raw_logs", 120).await;
     assert_eq!(app.get("/ready").await.0, 200);
     let mut app = app;
@@ -158,10 +180,15 @@ async fn a_database_outage_stops_acks_and_broadcasts_until_it_returns_and_loses_
     wait_for("the failing commits to be reported", || async {
         let (_, stats) = app.get("/api/ws/stats").await;
         let (status, ready) = app.get("/ready").await;
-        stats["messages"]["commit_failures"].as_u64() > Some(0) && status == 503 && ready["database"] == false
+        stats["messages"]["commit_failures"].as_u64() > Some(0)
+            && status == 503
+            && ready["database"] == false
     })
     .await;
-    assert!(ws.round_trip().await.is_empty(), "nothing is broadcast before it is committed");
+    assert!(
+        ws.round_trip().await.is_empty(),
+        "nothing is broadcast before it is committed"
+    );
     assert_eq!(app.count("raw_logs").await, 10);
 
     proxy.restore();
@@ -175,14 +202,19 @@ async fn a_database_outage_stops_acks_and_broadcasts_until_it_returns_and_loses_
 #[actix_web::test]
 async fn a_conflating_client_that_falls_behind_skips_to_the_latest_and_stays_connected() {
     let app = spawn_with(Resources::fresh().await, |s| s.ws_client_queue = 32).await;
-    let mut lagging = app.connect_ws("/api/ws?conflate=latest&types=vehicle_log").await;
+    let mut lagging = app
+        .connect_ws("/api/ws?conflate=latest&types=vehicle_log")
+        .await;
     let total = 1500;
     let mut publisher = Publisher::connect(&app.mqtt_url).await;
     let pad = "x".repeat(8000);
     for i in 0..total {
         let payload = serde_json::json!({"n": i, "pad": pad}).to_string();
         publisher
-            .send(&format!("{}/{}/vehicle_log", app.prefix, 1 + i % 2), payload.into_bytes())
+            .send(
+                &format!("{}/{}/vehicle_log", app.prefix, 1 + i % 2),
+                payload.into_bytes(),
+            )
             .await;
         if i % 50 == 49 {
             publisher.wait_acks(50).await;
@@ -206,8 +238,15 @@ async fn a_conflating_client_that_falls_behind_skips_to_the_latest_and_stays_con
             other => panic!("unexpected frame {other:?}"),
         }
     }
-    assert!(skipped > 0, "it fell behind and was told how many it skipped");
-    assert_eq!(seen.len() as u64 + skipped, total as u64, "every message either arrived or was counted as skipped");
+    assert!(
+        skipped > 0,
+        "it fell behind and was told how many it skipped"
+    );
+    assert_eq!(
+        seen.len() as u64 + skipped,
+        total as u64,
+        "every message either arrived or was counted as skipped"
+    );
     let (_, stats) = app.get("/api/ws/stats").await;
     assert_eq!(stats["messages"]["slow_clients_dropped"], 0);
     assert_eq!(stats["messages"]["frames_conflated"], skipped);
@@ -226,7 +265,8 @@ async fn a_client_that_floods_requests_is_rate_limited_and_stays_connected() {
     let mut ws = app.connect_ws("/api/ws").await;
     ws.next_json().await;
     for i in 0..200 {
-        ws.send_json(serde_json::json!({"type": "ping", "timestamp": i})).await;
+        ws.send_json(serde_json::json!({"type": "ping", "timestamp": i}))
+            .await;
     }
     let mut pongs = 0;
     let notice = loop {
@@ -237,11 +277,25 @@ async fn a_client_that_floods_requests_is_rate_limited_and_stays_connected() {
             other => panic!("unexpected frame {other:?}"),
         }
     };
-    assert!(notice["message"].as_str().unwrap().starts_with("Rate limit exceeded"), "{notice}");
-    assert!(pongs <= 12, "about the burst is answered, not the flood: {pongs}");
+    assert!(
+        notice["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rate limit exceeded"),
+        "{notice}"
+    );
+    assert!(
+        pongs <= 12,
+        "about the burst is answered, not the flood: {pongs}"
+    );
     app.publish("1/raw_log", "still served").await;
     assert_eq!(ws.next_data().await["data"], "still served");
     let (_, stats) = app.get("/api/ws/stats").await;
-    assert!(stats["messages"]["client_messages_dropped"].as_u64().unwrap() > 0);
+    assert!(
+        stats["messages"]["client_messages_dropped"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     app.stop().await;
 }

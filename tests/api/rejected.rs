@@ -118,3 +118,54 @@ async fn each_kind_of_bad_input_is_stored_counted_and_good_traffic_flows() {
 }
 
 use sea_orm::{EntityTrait, QueryOrder};
+
+#[actix_web::test]
+async fn a_message_the_database_refuses_is_kept_as_storage_error_and_ingest_goes_on() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let mut app = crate::helpers::spawn_app().await;
+    // A trigger makes the database itself refuse one payload, as a constraint or a value it
+    // cannot store would.
+    let backend = app.db.get_database_backend();
+    let ddl: &[&str] = match backend {
+        sea_orm::DatabaseBackend::Postgres => &[
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.data = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON raw_logs FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+        _ => &["CREATE TRIGGER refuse_poison BEFORE INSERT ON raw_logs \
+                WHEN NEW.data = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END"],
+    };
+    for sql in ddl {
+        app.db
+            .execute_raw(Statement::from_string(backend, sql.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+    let mut publisher = app.publisher().await;
+    for line in ["before", "poison", "after"] {
+        publisher
+            .send(
+                &format!("{}/1/raw_log", app.prefix),
+                line.as_bytes().to_vec(),
+            )
+            .await;
+    }
+    publisher.wait_acks(3).await;
+    assert_eq!(ws.next_data().await["data"], "before");
+    assert_eq!(ws.next_data().await["data"], "after");
+    app.wait_rows("rejected_messages", 1).await;
+    let row = entity::rejected_message::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.reason.as_str(), row.payload.as_slice()),
+        ("storage_error", b"poison".as_slice())
+    );
+    assert!(row.detail.contains("poison refused"), "{}", row.detail);
+    assert_eq!(app.count("raw_logs").await, 2);
+    app.stop().await;
+}

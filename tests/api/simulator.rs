@@ -27,14 +27,27 @@ async fn a_seeded_simulator_run_is_stored_streamed_and_rejected_exactly() {
         qos: 1,
         ..SimConfig::default()
     };
-    let summary = jetson_sim::run(config, CancellationToken::new()).await.expect("the simulator runs");
-    assert_eq!((summary.total_sent, summary.failures), (600, 0), "{summary}");
-    assert!(summary.bad_total > 0, "the seed gives some malformed messages");
+    let summary = jetson_sim::run(config, CancellationToken::new())
+        .await
+        .expect("the simulator runs");
+    assert_eq!(
+        (summary.total_sent, summary.failures),
+        (600, 0),
+        "{summary}"
+    );
+    assert!(
+        summary.bad_total > 0,
+        "the seed gives some malformed messages"
+    );
 
-    app.wait_rows("raw_logs", summary.by_type.raw_log as i64).await;
-    app.wait_rows("sensor_logs", summary.by_type.sensor_log as i64).await;
-    app.wait_rows("vehicle_logs", summary.by_type.vehicle_log as i64).await;
-    app.wait_rows("rejected_messages", summary.bad_total as i64).await;
+    app.wait_rows("raw_logs", summary.by_type.raw_log as i64)
+        .await;
+    app.wait_rows("sensor_logs", summary.by_type.sensor_log as i64)
+        .await;
+    app.wait_rows("vehicle_logs", summary.by_type.vehicle_log as i64)
+        .await;
+    app.wait_rows("rejected_messages", summary.bad_total as i64)
+        .await;
 
     // Every good message reached the all-vehicles stream, per vehicle and type.
     let mut streamed: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
@@ -48,8 +61,16 @@ async fn a_seeded_simulator_run_is_stored_streamed_and_rejected_exactly() {
     }
     for (vehicle, counts) in &summary.per_vehicle {
         let got = &streamed[vehicle];
-        for (kind, want) in [("raw_log", counts.raw_log), ("sensor_log", counts.sensor_log), ("vehicle_log", counts.vehicle_log)] {
-            assert_eq!(got.get(kind).copied().unwrap_or(0), want, "vehicle {vehicle} {kind}");
+        for (kind, want) in [
+            ("raw_log", counts.raw_log),
+            ("sensor_log", counts.sensor_log),
+            ("vehicle_log", counts.vehicle_log),
+        ] {
+            assert_eq!(
+                got.get(kind).copied().unwrap_or(0),
+                want,
+                "vehicle {vehicle} {kind}"
+            );
         }
     }
 
@@ -64,7 +85,12 @@ async fn a_seeded_simulator_run_is_stored_streamed_and_rejected_exactly() {
         .unwrap();
     let stored: BTreeMap<String, i64> = rows
         .iter()
-        .map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap()))
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+            )
+        })
         .collect();
     let expected: BTreeMap<String, i64> = summary
         .bad_by_reason

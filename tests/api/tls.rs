@@ -8,30 +8,87 @@ use std::process::{Child, Command};
 use crate::helpers::{spawn_with, wait_for, Resources};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA, a server certificate for `localhost` signed by it, and a password file.
 fn make_credentials(dir: &Path) {
     let d = |f: &str| dir.join(f).display().to_string();
-    run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", "/CN=seano-test-ca", "-keyout", &d("ca.key"), "-out", &d("ca.pem")]));
-    run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", &d("server.key"), "-out", &d("server.csr")]));
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    run(Command::new("openssl").args(["x509", "-req", "-in", &d("server.csr"), "-CA", &d("ca.pem"),
-        "-CAkey", &d("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", &d("san.ext"), "-out", &d("server.pem")]));
-    run(Command::new("mosquitto_passwd").args(["-b", "-c", &d("passwords"), "gateway", "s3cret-pass"]));
+    run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=seano-test-ca",
+        "-keyout",
+        &d("ca.key"),
+        "-out",
+        &d("ca.pem"),
+    ]));
+    run(Command::new("openssl").args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &d("server.key"),
+        "-out",
+        &d("server.csr"),
+    ]));
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &d("server.csr"),
+        "-CA",
+        &d("ca.pem"),
+        "-CAkey",
+        &d("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &d("san.ext"),
+        "-out",
+        &d("server.pem"),
+    ]));
+    run(Command::new("mosquitto_passwd").args([
+        "-b",
+        "-c",
+        &d("passwords"),
+        "gateway",
+        "s3cret-pass",
+    ]));
     // Mosquitto started as root drops to its own user, which must be able to read these.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for f in std::fs::read_dir(dir).unwrap() {
-        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
     }
 }
 
@@ -61,7 +118,12 @@ async fn the_gateway_reaches_a_tls_broker_with_credentials() {
         ),
     )
     .unwrap();
-    let _broker = Broker(Command::new("mosquitto").args(["-c", &d("mosquitto.conf")]).spawn().expect("mosquitto"));
+    let _broker = Broker(
+        Command::new("mosquitto")
+            .args(["-c", &d("mosquitto.conf")])
+            .spawn()
+            .expect("mosquitto"),
+    );
     wait_for("the TLS broker to listen", || async {
         std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
     })
@@ -71,13 +133,19 @@ async fn the_gateway_reaches_a_tls_broker_with_credentials() {
     resources.mqtt_url = Some(format!("mqtts://gateway:s3cret-pass@localhost:{tls_port}"));
     let ca = dir.join("ca.pem");
     let mut app = spawn_with(resources, |s| s.mqtt_ca_file = Some(ca)).await;
-    assert_eq!(app.get("/api/mqtt/status").await.1["broker"], format!("mqtts://localhost:{tls_port}"));
+    assert_eq!(
+        app.get("/api/mqtt/status").await.1["broker"],
+        format!("mqtts://localhost:{tls_port}")
+    );
 
     // A vehicle on the plain listener; the gateway receives it over TLS.
     let mut ws = app.connect_ws("/api/ws").await;
     ws.next_json().await;
-    let mut vehicle = crate::helpers::Publisher::connect(&format!("mqtt://127.0.0.1:{plain_port}")).await;
-    vehicle.publish(&format!("{}/4/raw_log", app.prefix), b"over tls".to_vec()).await;
+    let mut vehicle =
+        crate::helpers::Publisher::connect(&format!("mqtt://127.0.0.1:{plain_port}")).await;
+    vehicle
+        .publish(&format!("{}/4/raw_log", app.prefix), b"over tls".to_vec())
+        .await;
     assert_eq!(ws.next_data().await["data"], "over tls");
     app.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

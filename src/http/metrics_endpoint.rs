@@ -1,0 +1,232 @@
+//! `GET /metrics`: the pipeline counters in the Prometheus text exposition format (0.0.4).
+//!
+//! Rendered on each scrape from the shared [`Metrics`] atomics and the hub's connection count;
+//! no task owns anything here.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use actix_web::{web, HttpResponse};
+
+use super::AppState;
+use crate::domain::{MessageType, RejectReason};
+use crate::metrics::{Metrics, PerType};
+
+/// The exposition format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format: messages by type and outcome, rejections by reason, batches, commit failures, frames sent, slow clients dropped, connections, MQTT and database status, last seq",
+        body = String, content_type = "text/plain; version=0.0.4",
+        example = "# HELP seano_messages_stored_total Messages committed to the database.\n# TYPE seano_messages_stored_total counter\nseano_messages_stored_total{type=\"vehicle_log\"} 1044\n"),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody))
+)]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(render(&state.metrics, state.hub.connection_count()))
+}
+
+/// The whole exposition; `connections` is the number of open WebSocket connections.
+pub fn render(m: &Metrics, connections: usize) -> String {
+    let mut out = String::with_capacity(4096);
+    let per_type = |out: &mut String, name: &str, help: &str, counts: &PerType| {
+        header(out, name, help, "counter");
+        for kind in MessageType::ALL {
+            sample(
+                out,
+                name,
+                &[("type", kind.as_str())],
+                counts.get(kind) as f64,
+            );
+        }
+    };
+    per_type(
+        &mut out,
+        "seano_messages_received_total",
+        "Messages decoded from MQTT and handed to the store.",
+        &m.received,
+    );
+    per_type(
+        &mut out,
+        "seano_messages_stored_total",
+        "Messages committed to the database.",
+        &m.stored,
+    );
+    per_type(
+        &mut out,
+        "seano_messages_broadcast_total",
+        "Committed messages fanned out to WebSocket clients (once per message, not per client).",
+        &m.broadcast,
+    );
+
+    let name = "seano_messages_rejected_total";
+    header(
+        &mut out,
+        name,
+        "MQTT messages rejected (kept in rejected_messages), by reason.",
+        "counter",
+    );
+    for reason in RejectReason::ALL {
+        sample(
+            &mut out,
+            name,
+            &[("reason", reason.as_str())],
+            m.rejected(reason) as f64,
+        );
+    }
+
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "seano_batches_committed_total",
+            "Store transactions committed.",
+            m.batches_committed.load(Relaxed),
+        ),
+        (
+            "seano_commit_failures_total",
+            "Store commits that failed (and were retried).",
+            m.commit_failures.load(Relaxed),
+        ),
+        (
+            "seano_duplicates_dropped_total",
+            "Broker redeliveries recognised as already stored (acknowledged, not stored again).",
+            m.duplicates_dropped.load(Relaxed),
+        ),
+        (
+            "seano_ack_failures_total",
+            "MQTT acks that could not be queued (the broker redelivers those messages).",
+            m.ack_failures.load(Relaxed),
+        ),
+        (
+            "seano_ws_frames_sent_total",
+            "Frames written to WebSocket clients (data and control).",
+            m.frames_sent.load(Relaxed),
+        ),
+        (
+            "seano_ws_slow_clients_dropped_total",
+            "WebSocket clients disconnected because their send queue overflowed.",
+            m.slow_clients_dropped.load(Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        header(&mut out, name, help, "counter");
+        sample(&mut out, name, &[], value as f64);
+    }
+
+    let gauges: [(&str, &str, f64); 7] = [
+        (
+            "seano_ws_connections",
+            "Open WebSocket connections.",
+            connections as f64,
+        ),
+        (
+            "seano_mqtt_connected",
+            "1 while the MQTT session is connected.",
+            flag(m.mqtt_connected.load(Relaxed)),
+        ),
+        (
+            "seano_mqtt_subscribed",
+            "1 when the broker acknowledged the subscriptions on the current connection.",
+            flag(m.mqtt_subscribed.load(Relaxed)),
+        ),
+        (
+            "seano_mqtt_running",
+            "1 while the ingest task runs.",
+            flag(m.mqtt_running.load(Relaxed)),
+        ),
+        (
+            "seano_database_up",
+            "0 after a failed commit, until the next one succeeds.",
+            flag(m.database_ok.load(Relaxed)),
+        ),
+        (
+            "seano_last_seq",
+            "The last seq committed by this gateway.",
+            m.last_seq.load(Relaxed) as f64,
+        ),
+        (
+            "seano_start_time_seconds",
+            "When the gateway started, in Unix seconds.",
+            m.started_at.timestamp_millis() as f64 / 1000.0,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(&mut out, name, help, "gauge");
+        sample(&mut out, name, &[], value);
+    }
+
+    let name = "seano_build_info";
+    header(&mut out, name, "The gateway's version.", "gauge");
+    sample(
+        &mut out,
+        name,
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    out
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_help_type_and_labelled_samples() {
+        let m = Metrics::default();
+        m.stored.add(MessageType::VehicleLog, 3);
+        m.reject(RejectReason::ALL[0]);
+        let text = render(&m, 2);
+        assert!(text.contains("# TYPE seano_messages_stored_total counter\n"));
+        assert!(text.contains("seano_messages_stored_total{type=\"vehicle_log\"} 3\n"));
+        assert!(text.contains(&format!(
+            "seano_messages_rejected_total{{reason=\"{}\"}} 1\n",
+            RejectReason::ALL[0].as_str()
+        )));
+        assert!(text.contains("seano_ws_connections 2\n"));
+        // Every sample line is `name{labels} value` with a numeric value.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "bad sample: {line}");
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! `/api/vehicles`: registered vehicles, their stored history by type, and their tracks.
+//!
+//! Handlers parse every parameter themselves so that a bad one is a 400 naming it; the reads
+//! are in [`crate::store::queries`]. History items have the shape of WebSocket data frames and
+//! are paged by the same `seq` the streams resume from: page with `after_seq`, then open the
+//! socket with `since=` the page's `live_since`, and nothing is missed or repeated.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::openapi::{MessageTypeSchema, OrderSchema, VehicleStateSchema};
+use super::streams::parse_vehicle_id;
+use super::{ApiError, AppState};
+use crate::domain::{format_time, parse_timestamp, MessageType, StoredMessage};
+use crate::store::queries::{
+    self, HistoryQuery, SortOrder, TrackQuery, VehicleRecord, MAX_HISTORY_LIMIT, MAX_TRACK_POINTS,
+};
+
+/// The default page size of a history query.
+pub const DEFAULT_HISTORY_LIMIT: u64 = 100;
+
+/// The default number of track points (before the track is downsampled).
+pub const DEFAULT_TRACK_POINTS: usize = 1000;
+
+/// `GET /api/vehicles`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VehicleList {
+    /// Every vehicle that ever sent a message, by id.
+    pub vehicles: Vec<VehicleSummary>,
+}
+
+/// A vehicle, as registered on its first message.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 1,
+    "first_seen_at": "2025-10-18T16:00:00.000Z",
+    "last_seen_at": "2025-10-18T16:30:00.123Z",
+    "latest_vehicle_log": {
+        "id": 88, "seq": 1044, "timestamp": "2025-10-18T16:30:00.100Z",
+        "data": {"battery_voltage": 12.4, "mode": "GUIDED", "armed": true,
+                 "latitude": -6.2088, "longitude": 106.8456}
+    }
+}))]
+pub struct VehicleSummary {
+    /// The vehicle id from its MQTT topic.
+    pub id: i64,
+    /// When the gateway received its first message (UTC, RFC 3339).
+    pub first_seen_at: String,
+    /// When the gateway received its latest message.
+    pub last_seen_at: String,
+    /// Its latest stored vehicle_log (highest `seq`); null if it never sent one.
+    pub latest_vehicle_log: Option<LatestVehicleLog>,
+}
+
+/// A stored vehicle_log: `data` is exactly what the live `vehicle_log` frame carried.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatestVehicleLog {
+    /// Row id in `vehicle_logs`.
+    pub id: i64,
+    /// Gateway-wide cursor (see the streams' `since=`).
+    pub seq: i64,
+    /// The vehicle's timestamp, or the receive time when it sent none.
+    pub timestamp: String,
+    #[schema(value_type = VehicleStateSchema)]
+    pub data: Box<RawValue>,
+}
+
+impl From<VehicleRecord> for VehicleSummary {
+    fn from(v: VehicleRecord) -> Self {
+        VehicleSummary {
+            id: v.id,
+            first_seen_at: format_time(v.first_seen_at),
+            last_seen_at: format_time(v.last_seen_at),
+            latest_vehicle_log: v.latest.map(|m| LatestVehicleLog {
+                id: m.id,
+                seq: m.seq,
+                timestamp: format_time(m.timestamp),
+                data: m.data,
+            }),
+        }
+    }
+}
+
+/// One stored message, in the shape of a WebSocket data frame (without the live-only
+/// `broadcast_time` and `connection_count`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "sensor_log", "vehicle_id": 1, "sensor_id": 5,
+    "data": {"temperature": 28.5}, "timestamp": "2025-10-18T16:30:00.123Z", "id": 9, "seq": 1043
+}))]
+pub struct HistoryItem {
+    #[serde(rename = "type")]
+    #[schema(value_type = MessageTypeSchema)]
+    pub kind: MessageType,
+    pub vehicle_id: i64,
+    /// sensor_log only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor_id: Option<i64>,
+    /// A string (raw_log), the sensor's values (sensor_log) or the vehicle state (vehicle_log).
+    #[schema(value_type = Value)]
+    pub data: Box<RawValue>,
+    pub timestamp: String,
+    /// Row id in the type's table.
+    pub id: i64,
+    /// Gateway-wide cursor, increasing in commit order across all types.
+    pub seq: i64,
+}
+
+impl From<StoredMessage> for HistoryItem {
+    fn from(m: StoredMessage) -> Self {
+        HistoryItem {
+            kind: m.kind,
+            vehicle_id: m.vehicle_id,
+            sensor_id: m.sensor_id,
+            data: m.data,
+            timestamp: format_time(m.timestamp),
+            id: m.id,
+            seq: m.seq,
+        }
+    }
+}
+
+/// A page of one vehicle's messages of one type.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "vehicle_id": 1, "type": "raw_log", "order": "asc", "limit": 2,
+    "items": [
+        {"type": "raw_log", "vehicle_id": 1, "data": "GPS initialized successfully",
+         "timestamp": "2025-10-18T16:30:00.123Z", "id": 17, "seq": 1042},
+        {"type": "raw_log", "vehicle_id": 1, "data": "Mission started",
+         "timestamp": "2025-10-18T16:30:01.000Z", "id": 18, "seq": 1045}
+    ],
+    "has_more": true, "next_after_seq": 1045, "next_before_seq": null, "live_since": 1050
+}))]
+pub struct HistoryPage {
+    pub vehicle_id: i64,
+    #[serde(rename = "type")]
+    #[schema(value_type = MessageTypeSchema)]
+    pub kind: MessageType,
+    #[schema(value_type = OrderSchema)]
+    pub order: &'static str,
+    pub limit: u64,
+    pub items: Vec<HistoryItem>,
+    /// More messages match beyond this page in the same direction.
+    pub has_more: bool,
+    /// Ascending pages: pass as `after_seq` for the next page (the last item's seq, or the
+    /// request's `after_seq` when the page is empty). Null on descending pages.
+    pub next_after_seq: Option<i64>,
+    /// Descending pages with more to come: pass as `before_seq` for the next (older) page.
+    pub next_before_seq: Option<i64>,
+    /// The newest seq the gateway had committed when this page was read (at least the newest
+    /// item's). Once you have paged up to here, open the stream with `since=` this value
+    /// (and `types=` this type) to continue live with no gap and no duplicate.
+    pub live_since: i64,
+}
+
+/// A point of a track.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackPoint {
+    /// The vehicle_log's timestamp.
+    pub time: String,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// A vehicle's positions (vehicle_logs with both latitude and longitude), oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "vehicle_id": 1, "total_points": 3, "downsampled": false,
+    "points": [
+        {"time": "2025-10-18T16:30:00.000Z", "latitude": -6.2088, "longitude": 106.8456},
+        {"time": "2025-10-18T16:30:01.000Z", "latitude": -6.2087, "longitude": 106.8457},
+        {"time": "2025-10-18T16:30:02.000Z", "latitude": -6.2086, "longitude": 106.8458}
+    ]
+}))]
+pub struct Track {
+    pub vehicle_id: i64,
+    /// Positions in the range before downsampling.
+    pub total_points: u64,
+    /// True when `points` holds an evenly spaced selection (first and last included).
+    pub downsampled: bool,
+    pub points: Vec<TrackPoint>,
+}
+
+/// Every vehicle with first/last seen and its latest state.
+#[utoipa::path(
+    get,
+    path = "/api/vehicles",
+    tag = "vehicles",
+    responses(
+        (status = 200, description = "Every registered vehicle, by id", body = VehicleList),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 403, description = "A vehicle-scoped token cannot list the fleet", body = super::error::ErrorBody),
+        (status = 500, description = "Database error", body = super::error::ErrorBody),
+    )
+)]
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let vehicles = queries::vehicles(&state.db)
+        .await
+        .map_err(|e| internal(e, "listing vehicles"))?;
+    Ok(HttpResponse::Ok().json(VehicleList {
+        vehicles: vehicles.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One vehicle with first/last seen and its latest state.
+#[utoipa::path(
+    get,
+    path = "/api/vehicles/{vehicle_id}",
+    tag = "vehicles",
+    params(("vehicle_id" = i64, Path, description = "Vehicle id (positive integer)", minimum = 1, example = 1)),
+    responses(
+        (status = 200, description = "The vehicle", body = VehicleSummary),
+        (status = 400, description = "`vehicle_id` is not a positive integer", body = super::error::ErrorBody,
+         example = json!({"error": "bad_parameter", "parameter": "vehicle_id",
+                          "message": "invalid parameter 'vehicle_id': 'abc' is not a positive integer"})),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 403, description = "The token does not allow this vehicle", body = super::error::ErrorBody),
+        (status = 404, description = "No such vehicle", body = super::error::ErrorBody,
+         example = json!({"error": "not_found", "message": "vehicle 42 not found"})),
+    )
+)]
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = vehicle_id(&req)?;
+    no_query_params(&req)?;
+    let vehicle = queries::vehicle(&state.db, id)
+        .await
+        .map_err(|e| internal(e, "reading a vehicle"))?
+        .ok_or_else(|| not_found(id))?;
+    Ok(HttpResponse::Ok().json(VehicleSummary::from(vehicle)))
+}
+
+/// A vehicle's stored messages of one type, paged by `seq`.
+///
+/// Items have the shape of the WebSocket data frames. Page forward with `after_seq` =
+/// `next_after_seq` (oldest first) or backward with `before_seq` = `next_before_seq`
+/// (`order=desc`). `from`/`to` select by the message's timestamp, half-open: `from <= t < to`.
+#[utoipa::path(
+    get,
+    path = "/api/vehicles/{vehicle_id}/{type}",
+    tag = "vehicles",
+    params(
+        ("vehicle_id" = i64, Path, description = "Vehicle id (positive integer)", minimum = 1, example = 1),
+        ("type" = MessageTypeSchema, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
+        ("from" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp at or after this (RFC 3339)", example = "2025-10-18T16:00:00Z"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp before this (RFC 3339)"),
+        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Cursor: only messages with a larger seq"),
+        ("before_seq" = Option<i64>, Query, minimum = 0, description = "Cursor: only messages with a smaller seq"),
+        ("sensor_id" = Option<i64>, Query, description = "Only this sensor (sensor_log only)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
+        ("order" = Option<OrderSchema>, Query, description = "`asc` (oldest first, the default) or `desc` (newest first), by seq"),
+    ),
+    responses(
+        (status = 200, description = "A page of messages", body = HistoryPage),
+        (status = 400, description = "A parameter is malformed or out of range; `parameter` names it", body = super::error::ErrorBody,
+         example = json!({"error": "bad_parameter", "parameter": "limit",
+                          "message": "invalid parameter 'limit': must be between 1 and 1000, got 5000"})),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 403, description = "The token does not allow this vehicle", body = super::error::ErrorBody),
+        (status = 404, description = "No such vehicle", body = super::error::ErrorBody),
+    )
+)]
+pub async fn history(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = vehicle_id(&req)?;
+    let raw_type = req.match_info().get("type").unwrap_or_default();
+    let kind: MessageType = raw_type
+        .parse()
+        .map_err(|e: String| ApiError::bad_parameter("type", e))?;
+    let mut params = Params::parse(
+        &req,
+        &[
+            "from",
+            "to",
+            "after_seq",
+            "before_seq",
+            "sensor_id",
+            "limit",
+            "order",
+        ],
+    )?;
+    let (from, to) = params.time_range()?;
+    let sensor_id = params.take_int("sensor_id", 1)?;
+    if sensor_id.is_some() && kind != MessageType::SensorLog {
+        return Err(ApiError::bad_parameter(
+            "sensor_id",
+            format!("only applies to sensor_log, not {kind}"),
+        ));
+    }
+    let limit = params
+        .take_int("limit", 1)?
+        .map(|n| n as u64)
+        .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    if limit > MAX_HISTORY_LIMIT {
+        return Err(ApiError::bad_parameter(
+            "limit",
+            format!("must be between 1 and {MAX_HISTORY_LIMIT}, got {limit}"),
+        ));
+    }
+    let order = match params.take("order").as_deref() {
+        None | Some("asc") => SortOrder::Asc,
+        Some("desc") => SortOrder::Desc,
+        Some(other) => {
+            return Err(ApiError::bad_parameter(
+                "order",
+                format!("must be asc or desc, got '{other}'"),
+            ))
+        }
+    };
+    let query = HistoryQuery {
+        vehicle_id: id,
+        kind,
+        from,
+        to,
+        after_seq: params.take_int("after_seq", 0)?,
+        before_seq: params.take_int("before_seq", 0)?,
+        sensor_id,
+        limit,
+        order,
+    };
+    ensure_vehicle(&state, id).await?;
+    let page = queries::history(&state.db, &query)
+        .await
+        .map_err(|e| internal(e, "reading history"))?;
+    let last_on_page = page.items.last().map(|m| m.seq);
+    let (next_after_seq, next_before_seq) = match order {
+        SortOrder::Asc => (last_on_page.or(query.after_seq), None),
+        SortOrder::Desc => (None, last_on_page.filter(|_| page.has_more)),
+    };
+    Ok(HttpResponse::Ok().json(HistoryPage {
+        vehicle_id: id,
+        kind,
+        order: order.as_str(),
+        limit,
+        has_more: page.has_more,
+        next_after_seq,
+        next_before_seq,
+        live_since: page.high_water_seq,
+        items: page.items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A vehicle's track: time, latitude and longitude, oldest first, optionally downsampled.
+#[utoipa::path(
+    get,
+    path = "/api/vehicles/{vehicle_id}/track",
+    tag = "vehicles",
+    params(
+        ("vehicle_id" = i64, Path, description = "Vehicle id (positive integer)", minimum = 1, example = 1),
+        ("from" = Option<String>, Query, format = DateTime, description = "Only positions at or after this time (RFC 3339)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Only positions before this time (RFC 3339)"),
+        ("points" = Option<u64>, Query, minimum = 1, maximum = 10000,
+         description = "At most this many points (1 to 10000, default 1000): a longer track is downsampled evenly in time order, first and last kept; 1 gives the latest position"),
+    ),
+    responses(
+        (status = 200, description = "The track", body = Track),
+        (status = 400, description = "A parameter is malformed or out of range", body = super::error::ErrorBody),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 403, description = "The token does not allow this vehicle", body = super::error::ErrorBody),
+        (status = 404, description = "No such vehicle", body = super::error::ErrorBody),
+    )
+)]
+pub async fn track(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = vehicle_id(&req)?;
+    let mut params = Params::parse(&req, &["from", "to", "points"])?;
+    let (from, to) = params.time_range()?;
+    let points = params
+        .take_int("points", 1)?
+        .map(|n| n as usize)
+        .unwrap_or(DEFAULT_TRACK_POINTS);
+    if points > MAX_TRACK_POINTS {
+        return Err(ApiError::bad_parameter(
+            "points",
+            format!("must be between 1 and {MAX_TRACK_POINTS}, got {points}"),
+        ));
+    }
+    ensure_vehicle(&state, id).await?;
+    let track = queries::track(
+        &state.db,
+        &TrackQuery {
+            vehicle_id: id,
+            from,
+            to,
+            points,
+        },
+    )
+    .await
+    .map_err(|e| internal(e, "reading a track"))?;
+    Ok(HttpResponse::Ok().json(Track {
+        vehicle_id: id,
+        total_points: track.total,
+        downsampled: (track.points.len() as u64) < track.total,
+        points: track
+            .points
+            .into_iter()
+            .map(|p| TrackPoint {
+                time: format_time(p.time),
+                latitude: p.latitude,
+                longitude: p.longitude,
+            })
+            .collect(),
+    }))
+}
+
+fn vehicle_id(req: &HttpRequest) -> Result<i64, ApiError> {
+    parse_vehicle_id(req.match_info().get("vehicle_id").unwrap_or_default())
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("vehicle {id} not found"))
+}
+
+fn internal(e: sea_orm::DbErr, what: &'static str) -> ApiError {
+    ApiError::Internal(anyhow::Error::new(e).context(what))
+}
+
+async fn ensure_vehicle(state: &AppState, id: i64) -> Result<(), ApiError> {
+    use sea_orm::EntityTrait;
+    entity::vehicle::Entity::find_by_id(id)
+        .one(&state.db)
+        .await
+        .map_err(|e| internal(e, "looking up a vehicle"))?
+        .map(|_| ())
+        .ok_or_else(|| not_found(id))
+}
+
+fn no_query_params(req: &HttpRequest) -> Result<(), ApiError> {
+    Params::parse(req, &[]).map(|_| ())
+}
+
+/// `from` and `to`, each optional.
+type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The query string, checked against the parameters an endpoint knows.
+struct Params(BTreeMap<String, String>);
+
+/// Accepted everywhere: the access token, when authentication is on.
+const ALWAYS_ALLOWED: &[&str] = &["token"];
+
+impl Params {
+    /// Parses the query string; an unknown parameter is a 400 (it is most likely a typo that
+    /// would otherwise silently widen the query).
+    fn parse(req: &HttpRequest, known: &[&'static str]) -> Result<Params, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|e| ApiError::bad_parameter("query", e.to_string()))?
+            .into_inner();
+        let mut map = BTreeMap::new();
+        for (key, value) in pairs {
+            if !known.contains(&key.as_str()) && !ALWAYS_ALLOWED.contains(&key.as_str()) {
+                let expected = if known.is_empty() {
+                    "this endpoint takes no query parameters".to_owned()
+                } else {
+                    format!("expected one of: {}", known.join(", "))
+                };
+                return Err(ApiError::bad_parameter(
+                    "query",
+                    format!("unknown parameter '{key}'; {expected}"),
+                ));
+            }
+            map.insert(key, value);
+        }
+        Ok(Params(map))
+    }
+
+    /// The value, if present and not empty.
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name).filter(|v| !v.is_empty())
+    }
+
+    /// An integer parameter that must be at least `min`.
+    fn take_int(&mut self, name: &'static str, min: i64) -> Result<Option<i64>, ApiError> {
+        let Some(raw) = self.take(name) else {
+            return Ok(None);
+        };
+        match raw.parse::<i64>() {
+            Ok(n) if n >= min => Ok(Some(n)),
+            Ok(n) => Err(ApiError::bad_parameter(
+                name,
+                format!("must be at least {min}, got {n}"),
+            )),
+            Err(_) => Err(ApiError::bad_parameter(
+                name,
+                format!("'{raw}' is not an integer"),
+            )),
+        }
+    }
+
+    fn take_time(&mut self, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(raw) = self.take(name) else {
+            return Ok(None);
+        };
+        parse_timestamp(&raw).map(Some).ok_or_else(|| {
+            ApiError::bad_parameter(
+                name,
+                format!("'{raw}' is not an RFC 3339 time (e.g. 2025-10-18T16:30:00Z)"),
+            )
+        })
+    }
+
+    /// `from` and `to`, with `from` not after `to`.
+    fn time_range(&mut self) -> Result<TimeRange, ApiError> {
+        let from = self.take_time("from")?;
+        let to = self.take_time("to")?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err(ApiError::bad_parameter(
+                    "to",
+                    format!("is before from ({} > {})", format_time(f), format_time(t)),
+                ));
+            }
+        }
+        Ok((from, to))
+    }
+}

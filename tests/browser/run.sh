@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The browser tests: builds the gateway and the simulator, makes sure Chromium and the npm
+# packages are there, and runs with node's test runner:
+# - seano-client.test.mjs: static/seano-client.js (reconnect, resume, dedupe) on a fake socket;
+# - docs.test.mjs: /api/openapi.json and /api/asyncapi.json through the reference validators;
+# - dashboard.test.mjs: the dashboard in headless Chromium with the simulator, and a restart.
+# Screenshots land in test-artifacts/ (dashboard.png, docs.png). Exits non-zero on failure.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "browser test: installing Debian's chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/@asyncapi/parser" ]; then
+  # No install scripts: none is needed, and one dependency's would phone home.
+  (cd "$here" && npm ci --ignore-scripts --no-audit --no-fund)
+fi
+
+cargo build -q -p seano-gateway -p jetson-sim
+
+export SEANO_GATEWAY_BIN="${SEANO_GATEWAY_BIN:-$root/target/debug/seano-gateway}"
+export SEANO_SIM_BIN="${SEANO_SIM_BIN:-$root/target/debug/jetson-sim}"
+mkdir -p "$root/test-artifacts"
+cd "$here"
+node --test --test-reporter=spec seano-client.test.mjs docs.test.mjs dashboard.test.mjs
