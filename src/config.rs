@@ -27,6 +27,7 @@ pub mod defaults {
     pub const WS_CLIENT_RATE: u64 = 20;
     pub const WS_CLIENT_BURST: u64 = 40;
     pub const DEDUP_WINDOW: u64 = 100_000;
+    pub const INGEST_STALL_SECS: u64 = 30;
 }
 
 /// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
@@ -163,6 +164,11 @@ pub struct Settings {
     #[arg(long, env = "ALLOWED_ORIGINS", value_name = "ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
 
+    /// `/ready` fails when messages have waited this many seconds without any commit.
+    #[arg(long, env = "INGEST_STALL_SECS", value_name = "INGEST_STALL_SECS", default_value_t = defaults::INGEST_STALL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ingest_stall_secs: u64,
+
     /// Seconds a graceful shutdown may spend committing what is in flight.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -198,6 +204,7 @@ impl Default for Settings {
             ws_client_rate: defaults::WS_CLIENT_RATE,
             ws_client_burst: defaults::WS_CLIENT_BURST,
             dedup_window: defaults::DEDUP_WINDOW,
+            ingest_stall_secs: defaults::INGEST_STALL_SECS,
             auth_tokens: None,
             auth_jwt_secret: None,
             allowed_origins: None,

@@ -38,6 +38,105 @@ pub struct TypeCounts {
     pub vehicle_log: u64,
 }
 
+/// A Prometheus-style histogram with fixed bounds, lock-free.
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    /// One count per bound, plus the overflow (+Inf) bucket; not cumulative.
+    counts: Vec<AtomicU64>,
+    /// The sum of observations, as f64 bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        let _ = self.sum.fetch_update(Relaxed, Relaxed, |bits| {
+            Some((f64::from_bits(bits) + value).to_bits())
+        });
+    }
+
+    /// Cumulative counts per bound (the last is +Inf, i.e. the total), and the sum.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let mut total = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c.load(Relaxed);
+                total
+            })
+            .collect();
+        (cumulative, f64::from_bits(self.sum.load(Relaxed)))
+    }
+}
+
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const SIZES: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
+
+/// Messages per vehicle over the last [`RATE_WINDOW_SECS`] seconds, in one-second buckets.
+#[derive(Default)]
+pub struct VehicleRates {
+    windows: std::sync::Mutex<std::collections::HashMap<i64, ([u32; RATE_WINDOW_SECS], i64)>>,
+}
+
+pub const RATE_WINDOW_SECS: usize = 10;
+
+impl VehicleRates {
+    /// Counts `n` messages of `vehicle` committed in second `now` (unix seconds).
+    pub fn record(&self, vehicle: i64, n: u32, now: i64) {
+        // unwrap: nothing panics while the lock is held.
+        let mut windows = self.windows.lock().unwrap();
+        let (buckets, last) = windows
+            .entry(vehicle)
+            .or_insert(([0; RATE_WINDOW_SECS], now));
+        Self::advance(buckets, last, now);
+        buckets[now.rem_euclid(RATE_WINDOW_SECS as i64) as usize] += n;
+    }
+
+    /// Messages per second of each vehicle seen within the window, averaged over the window.
+    pub fn rates(&self, now: i64) -> std::collections::BTreeMap<i64, f64> {
+        // unwrap: see `record`.
+        let mut windows = self.windows.lock().unwrap();
+        windows.retain(|_, (_, last)| now - *last < RATE_WINDOW_SECS as i64);
+        windows
+            .iter_mut()
+            .map(|(v, (buckets, last))| {
+                Self::advance(buckets, last, now);
+                let total: u32 = buckets.iter().sum();
+                (*v, f64::from(total) / RATE_WINDOW_SECS as f64)
+            })
+            .collect()
+    }
+
+    /// Clears the buckets of the seconds between `last` and `now`.
+    fn advance(buckets: &mut [u32; RATE_WINDOW_SECS], last: &mut i64, now: i64) {
+        if now <= *last {
+            return;
+        }
+        for s in (*last + 1)..=now.min(*last + RATE_WINDOW_SECS as i64) {
+            buckets[s.rem_euclid(RATE_WINDOW_SECS as i64) as usize] = 0;
+        }
+        *last = now;
+    }
+}
+
 pub struct Metrics {
     pub started: Instant,
     pub started_at: DateTime<Utc>,
@@ -63,6 +162,18 @@ pub struct Metrics {
     /// Acks the MQTT client could not queue (the broker redelivers those messages).
     pub ack_failures: AtomicU64,
     pub last_seq: AtomicI64,
+    /// Seconds per batch commit (write and commit of one transaction).
+    pub commit_seconds: Histogram,
+    /// Messages per committed batch.
+    pub batch_size: Histogram,
+    /// Seconds from receiving a message to handing its frame to the clients' queues.
+    pub broadcast_lag_seconds: Histogram,
+    pub vehicle_rates: VehicleRates,
+    /// Messages handed to the store and not yet committed (or given up).
+    pub ingest_in_flight: AtomicI64,
+    /// Unix milliseconds of the last commit, or of when messages started waiting after an idle
+    /// spell: ingest has stalled when messages wait and this is too old.
+    pub ingest_progress_at: AtomicI64,
     pub mqtt_connected: AtomicBool,
     /// The broker acknowledged our subscriptions on the current connection.
     pub mqtt_subscribed: AtomicBool,
@@ -88,6 +199,12 @@ impl Default for Metrics {
             duplicates_dropped: AtomicU64::new(0),
             ack_failures: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
+            commit_seconds: Histogram::new(SECONDS),
+            batch_size: Histogram::new(SIZES),
+            broadcast_lag_seconds: Histogram::new(SECONDS),
+            vehicle_rates: VehicleRates::default(),
+            ingest_in_flight: AtomicI64::new(0),
+            ingest_progress_at: AtomicI64::new(Utc::now().timestamp_millis()),
             mqtt_connected: AtomicBool::new(false),
             mqtt_subscribed: AtomicBool::new(false),
             mqtt_running: AtomicBool::new(false),
@@ -117,6 +234,30 @@ pub struct PipelineStats {
 }
 
 impl Metrics {
+    /// A message was handed to the store.
+    pub fn ingest_started(&self) {
+        if self.ingest_in_flight.fetch_add(1, Relaxed) == 0 {
+            self.ingest_progress_at
+                .store(Utc::now().timestamp_millis(), Relaxed);
+        }
+    }
+
+    /// `n` messages were committed (or given up on).
+    pub fn ingest_done(&self, n: usize) {
+        self.ingest_in_flight.fetch_sub(n as i64, Relaxed);
+        self.ingest_progress_at
+            .store(Utc::now().timestamp_millis(), Relaxed);
+    }
+
+    /// How long messages have waited without any commit, if they are waiting.
+    pub fn ingest_stalled_for(&self) -> Option<std::time::Duration> {
+        if self.ingest_in_flight.load(Relaxed) <= 0 {
+            return None;
+        }
+        let waited = Utc::now().timestamp_millis() - self.ingest_progress_at.load(Relaxed);
+        Some(std::time::Duration::from_millis(waited.max(0) as u64))
+    }
+
     pub fn reject(&self, reason: RejectReason) {
         self.rejected[reason.index()].fetch_add(1, Relaxed);
     }
@@ -146,5 +287,37 @@ impl Metrics {
             ack_failures: self.ack_failures.load(Relaxed),
             last_seq: self.last_seq.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new(&[1.0, 10.0]);
+        for v in [0.5, 2.0, 3.0, 50.0] {
+            h.observe(v);
+        }
+        assert_eq!(h.snapshot(), (vec![1, 3, 4], 55.5));
+    }
+
+    #[test]
+    fn vehicle_rates_slide_with_the_window() {
+        let r = VehicleRates::default();
+        r.record(1, 30, 100);
+        r.record(1, 20, 105);
+        r.record(2, 10, 105);
+        assert_eq!(r.rates(105)[&1], 5.0);
+        assert_eq!(
+            r.rates(111)[&1],
+            2.0,
+            "the first second has left the window"
+        );
+        assert!(
+            !r.rates(120).contains_key(&1),
+            "a vehicle silent for a window is dropped"
+        );
     }
 }

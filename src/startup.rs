@@ -157,6 +157,7 @@ impl Application {
             shutdown: shutdown.clone(),
             broker: broker.to_string(),
             auth: auth.clone(),
+            ingest_stall: Duration::from_secs(settings.ingest_stall_secs),
         });
         let server = HttpServer::new(move || {
             App::new()

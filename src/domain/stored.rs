@@ -18,4 +18,6 @@ pub struct StoredMessage {
     /// The frame's `data` as JSON text: a string, the sensor values, or the vehicle state.
     pub data: Box<RawValue>,
     pub timestamp: DateTime<Utc>,
+    /// When the gateway received it (for the broadcast-lag histogram).
+    pub received_at: DateTime<Utc>,
 }

@@ -26,10 +26,15 @@ struct Readiness {
     status: &'static str,
     database: bool,
     mqtt: bool,
+    /// False when messages have waited longer than INGEST_STALL_SECS without any commit.
+    ingest: bool,
+    /// Messages handed to the store and not yet committed.
+    ingest_in_flight: i64,
     shutting_down: bool,
 }
 
-/// 200 when the database answers and the broker session is up and subscribed, 503 otherwise.
+/// 200 when the database answers, the broker session is up and subscribed and ingest is not
+/// stalled (messages waiting longer than INGEST_STALL_SECS with no commit); 503 otherwise.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -46,11 +51,17 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let mqtt =
         state.metrics.mqtt_connected.load(Relaxed) && state.metrics.mqtt_subscribed.load(Relaxed);
     let shutting_down = state.shutdown.is_cancelled();
-    let ok = database && mqtt && !shutting_down;
+    let ingest = state
+        .metrics
+        .ingest_stalled_for()
+        .is_none_or(|waited| waited < state.ingest_stall);
+    let ok = database && mqtt && ingest && !shutting_down;
     let body = Readiness {
         status: if ok { "ready" } else { "not_ready" },
         database,
         mqtt,
+        ingest,
+        ingest_in_flight: state.metrics.ingest_in_flight.load(Relaxed).max(0),
         shutting_down,
     };
     if ok {

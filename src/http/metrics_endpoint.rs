@@ -159,6 +159,40 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         sample(&mut out, name, &[], value);
     }
 
+    for (name, help, h) in [
+        (
+            "seano_commit_seconds",
+            "Seconds to write and commit one batch.",
+            &m.commit_seconds,
+        ),
+        (
+            "seano_batch_size",
+            "Messages per committed batch.",
+            &m.batch_size,
+        ),
+        (
+            "seano_broadcast_lag_seconds",
+            "Seconds from receiving a message to queueing its frame for the clients.",
+            &m.broadcast_lag_seconds,
+        ),
+    ] {
+        histogram(&mut out, name, help, h);
+    }
+    header(
+        &mut out,
+        "seano_ingest_in_flight",
+        "Messages handed to the store and not yet committed.",
+        "gauge",
+    );
+    sample(
+        &mut out,
+        "seano_ingest_in_flight",
+        &[],
+        m.ingest_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0) as f64,
+    );
+
     let name = "seano_build_info";
     header(&mut out, name, "The gateway's version.", "gauge");
     sample(
@@ -176,6 +210,19 @@ fn flag(b: bool) -> f64 {
     } else {
         0.0
     }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &crate::metrics::Histogram) {
+    header(out, name, help, "histogram");
+    let (cumulative, sum) = h.snapshot();
+    let bucket = format!("{name}_bucket");
+    for (bound, count) in h.bounds.iter().zip(&cumulative) {
+        sample(out, &bucket, &[("le", &bound.to_string())], *count as f64);
+    }
+    let total = cumulative.last().copied().unwrap_or(0) as f64;
+    sample(out, &bucket, &[("le", "+Inf")], total);
+    sample(out, &format!("{name}_sum"), &[], sum);
+    sample(out, &format!("{name}_count"), &[], total);
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

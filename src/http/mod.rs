@@ -33,6 +33,8 @@ pub struct AppState {
     /// The broker the gateway reads from, for status pages.
     pub broker: String,
     pub auth: crate::auth::Auth,
+    /// `/ready` fails when messages wait longer than this without a commit.
+    pub ingest_stall: std::time::Duration,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -18,6 +18,10 @@ struct WsStats {
     connections_by_stream: std::collections::BTreeMap<&'static str, usize>,
     connections_by_vehicle: std::collections::BTreeMap<i64, usize>,
     messages: PipelineStats,
+    /// Committed messages per second of each vehicle, averaged over the last
+    /// `rate_window_seconds` (vehicles silent that long are left out).
+    messages_per_second_by_vehicle: std::collections::BTreeMap<i64, f64>,
+    rate_window_seconds: usize,
     mqtt: MqttStatus,
     database: DatabaseStatus,
     /// When the gateway started (UTC, RFC 3339).
@@ -96,6 +100,8 @@ pub async fn ws_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
         connections_by_stream: hub.connections_by_stream,
         connections_by_vehicle: hub.connections_by_vehicle,
         messages: m.pipeline(),
+        messages_per_second_by_vehicle: m.vehicle_rates.rates(chrono::Utc::now().timestamp()),
+        rate_window_seconds: crate::metrics::RATE_WINDOW_SECS,
         mqtt: mqtt(&state),
         database: DatabaseStatus {
             connected: m.database_ok.load(Relaxed),

@@ -327,10 +327,17 @@ impl Hub {
 
     fn fan_out(&mut self, batch: Vec<StoredMessage>) {
         let broadcast_time = format_time(Utc::now());
+
         let count = self.connections.load(Relaxed);
         let mut dropped: HashSet<ClientId> = HashSet::new();
+        let now = Utc::now();
         for msg in &batch {
             self.metrics.broadcast.add(msg.kind, 1);
+            let lag = (now - msg.received_at)
+                .num_microseconds()
+                .unwrap_or(0)
+                .max(0);
+            self.metrics.broadcast_lag_seconds.observe(lag as f64 / 1e6);
             let mut frame = None;
             for (id, client) in &self.clients {
                 if !client.filter.matches(msg.vehicle_id, msg.kind) || dropped.contains(id) {

@@ -146,7 +146,9 @@ impl Ingest {
                         recent.push_back(publish.pkid);
                     }
                     let incoming = self.decode(publish, redelivery);
+                    self.metrics.ingest_started();
                     if self.store.send(incoming).await.is_err() {
+                        self.metrics.ingest_in_flight.fetch_sub(1, Relaxed);
                         // The store is draining: this one stays unacknowledged (the broker
                         // redelivers it). Keep polling so the store's last acks go out, and
                         // disconnect only once it is done.

@@ -154,6 +154,7 @@ pub fn from_raw_log(r: raw_log::Model) -> StoredMessage {
         sensor_id: None,
         data: raw(&r.data),
         timestamp: r.timestamp,
+        received_at: r.received_at,
     }
 }
 
@@ -166,6 +167,7 @@ pub fn from_sensor_log(r: sensor_log::Model) -> StoredMessage {
         sensor_id: Some(r.sensor_id),
         data: raw(&r.data),
         timestamp: r.timestamp,
+        received_at: r.received_at,
     }
 }
 
@@ -206,5 +208,6 @@ pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
         sensor_id: None,
         data: raw(&vehicle_state(&r)),
         timestamp: r.timestamp,
+        received_at: r.received_at,
     }
 }

@@ -163,6 +163,7 @@ impl Writer {
         let mut failures = 0;
         let last_seq = self.metrics.last_seq.load(Relaxed);
         let window = self.config.dedup_window;
+        let started = std::time::Instant::now();
         let committed = loop {
             match write_batch(&self.db, batch, suspect_all, last_seq - window).await {
                 Ok((committed, dropped)) => {
@@ -192,6 +193,7 @@ impl Writer {
                         "store: giving up on {} uncommitted messages at shutdown; they stay unacknowledged and the broker redelivers them",
                         batch.len()
                     );
+                    self.metrics.ingest_done(batch.len());
                     batch.clear();
                     return;
                 }
@@ -209,6 +211,18 @@ impl Writer {
             log::info!("store: database is back, commits resumed");
         }
         self.metrics.batches_committed.fetch_add(1, Relaxed);
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_size.observe(batch.len() as f64);
+        let now = chrono::Utc::now().timestamp();
+        let mut per_vehicle: BTreeMap<i64, u32> = BTreeMap::new();
+        for msg in &committed {
+            *per_vehicle.entry(msg.vehicle_id).or_default() += 1;
+        }
+        for (vehicle, n) in per_vehicle {
+            self.metrics.vehicle_rates.record(vehicle, n, now);
+        }
         if let Some(last) = committed.last() {
             self.metrics.last_seq.store(last.seq, Relaxed);
         }
@@ -218,6 +232,7 @@ impl Writer {
         if !committed.is_empty() {
             self.hub.broadcast(committed).await;
         }
+        self.metrics.ingest_done(batch.len());
         for msg in batch.drain(..) {
             if self.mqtt.try_ack(&msg.publish).is_err() {
                 self.metrics.ack_failures.fetch_add(1, Relaxed);
@@ -409,6 +424,7 @@ async fn write_batch(
             sensor_id,
             data,
             timestamp,
+            received_at: m.received_at,
         });
     }
 

@@ -299,3 +299,58 @@ async fn a_client_that_floods_requests_is_rate_limited_and_stays_connected() {
     );
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn ready_fails_while_ingest_is_stalled_and_recovers() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let mut app = spawn_with(Resources::fresh().await, |s| s.ingest_stall_secs = 1).await;
+    app.publish("6/raw_log", "before").await;
+    app.wait_rows("raw_logs", 1).await;
+
+    // Another writer holds the seq cursor: the gateway's commits wait behind it.
+    let blocker = app.db.begin().await.unwrap();
+    let backend = app.db.get_database_backend();
+    blocker
+        .execute_raw(Statement::from_string(
+            backend,
+            "UPDATE seq_cursor SET value = value WHERE id = 1".to_owned(),
+        ))
+        .await
+        .unwrap();
+    app.publish("6/raw_log", "stuck").await;
+    wait_for("the stall to be reported", || async {
+        let (status, ready) = app.get("/ready").await;
+        status == 503 && ready["ingest"] == false && ready["ingest_in_flight"].as_i64() > Some(0)
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+
+    app.wait_rows("raw_logs", 2).await;
+    wait_for("readiness to come back", || async {
+        app.get("/ready").await.0 == 200
+    })
+    .await;
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert!(
+        stats["messages_per_second_by_vehicle"]["6"].as_f64() > Some(0.0),
+        "{stats}"
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        "seano_commit_seconds_count",
+        "seano_batch_size_bucket{le=\"+Inf\"}",
+        "seano_broadcast_lag_seconds_sum",
+    ] {
+        assert!(metrics.contains(line), "/metrics has {line}");
+    }
+    app.stop().await;
+}
