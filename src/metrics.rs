@@ -93,47 +93,57 @@ const SIZES: &[f64] = &[
 /// Messages per vehicle over the last [`RATE_WINDOW_SECS`] seconds, in one-second buckets.
 #[derive(Default)]
 pub struct VehicleRates {
-    windows: std::sync::Mutex<std::collections::HashMap<i64, ([u32; RATE_WINDOW_SECS], i64)>>,
+    windows: std::sync::Mutex<std::collections::HashMap<i64, Window>>,
 }
 
 pub const RATE_WINDOW_SECS: usize = 10;
+
+struct Window {
+    buckets: [u32; RATE_WINDOW_SECS],
+    /// The second the buckets are current for.
+    current: i64,
+    /// The last second a message was recorded.
+    last_seen: i64,
+}
+
+impl Window {
+    /// Moves the window to `now`, clearing the seconds it passes.
+    fn advance(&mut self, now: i64) {
+        for s in (self.current + 1)..=now.min(self.current + RATE_WINDOW_SECS as i64) {
+            self.buckets[s.rem_euclid(RATE_WINDOW_SECS as i64) as usize] = 0;
+        }
+        self.current = self.current.max(now);
+    }
+}
 
 impl VehicleRates {
     /// Counts `n` messages of `vehicle` committed in second `now` (unix seconds).
     pub fn record(&self, vehicle: i64, n: u32, now: i64) {
         // unwrap: nothing panics while the lock is held.
         let mut windows = self.windows.lock().unwrap();
-        let (buckets, last) = windows
-            .entry(vehicle)
-            .or_insert(([0; RATE_WINDOW_SECS], now));
-        Self::advance(buckets, last, now);
-        buckets[now.rem_euclid(RATE_WINDOW_SECS as i64) as usize] += n;
+        let w = windows.entry(vehicle).or_insert(Window {
+            buckets: [0; RATE_WINDOW_SECS],
+            current: now,
+            last_seen: now,
+        });
+        w.advance(now);
+        w.buckets[now.rem_euclid(RATE_WINDOW_SECS as i64) as usize] += n;
+        w.last_seen = w.last_seen.max(now);
     }
 
     /// Messages per second of each vehicle seen within the window, averaged over the window.
     pub fn rates(&self, now: i64) -> std::collections::BTreeMap<i64, f64> {
         // unwrap: see `record`.
         let mut windows = self.windows.lock().unwrap();
-        windows.retain(|_, (_, last)| now - *last < RATE_WINDOW_SECS as i64);
+        windows.retain(|_, w| now - w.last_seen < RATE_WINDOW_SECS as i64);
         windows
             .iter_mut()
-            .map(|(v, (buckets, last))| {
-                Self::advance(buckets, last, now);
-                let total: u32 = buckets.iter().sum();
+            .map(|(v, w)| {
+                w.advance(now);
+                let total: u32 = w.buckets.iter().sum();
                 (*v, f64::from(total) / RATE_WINDOW_SECS as f64)
             })
             .collect()
-    }
-
-    /// Clears the buckets of the seconds between `last` and `now`.
-    fn advance(buckets: &mut [u32; RATE_WINDOW_SECS], last: &mut i64, now: i64) {
-        if now <= *last {
-            return;
-        }
-        for s in (*last + 1)..=now.min(*last + RATE_WINDOW_SECS as i64) {
-            buckets[s.rem_euclid(RATE_WINDOW_SECS as i64) as usize] = 0;
-        }
-        *last = now;
     }
 }
 
