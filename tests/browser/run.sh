@@ -25,8 +25,9 @@ fi
 
 cargo build -q -p seano-gateway -p jetson-sim
 
-export SEANO_GATEWAY_BIN="${SEANO_GATEWAY_BIN:-$root/target/debug/seano-gateway}"
-export SEANO_SIM_BIN="${SEANO_SIM_BIN:-$root/target/debug/jetson-sim}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+export SEANO_GATEWAY_BIN="${SEANO_GATEWAY_BIN:-$target/debug/seano-gateway}"
+export SEANO_SIM_BIN="${SEANO_SIM_BIN:-$target/debug/jetson-sim}"
 mkdir -p "$root/test-artifacts"
 cd "$here"
 node --test --test-reporter=spec seano-client.test.mjs docs.test.mjs dashboard.test.mjs
