@@ -410,8 +410,8 @@ async fn write_batch(
                     seq,
                     d.vehicle_id,
                     state,
-                    timestamp,
-                    m.received_at,
+                    (timestamp, m.received_at),
+                    *key,
                 ));
                 (None, to_raw(state))
             }
@@ -594,8 +594,8 @@ fn vehicle_log_row(
     seq: i64,
     vehicle_id: i64,
     s: &crate::domain::VehicleState,
-    timestamp: DateTime<Utc>,
-    received_at: DateTime<Utc>,
+    (timestamp, received_at): (DateTime<Utc>, DateTime<Utc>),
+    dedup_key: i64,
 ) -> vehicle_log::ActiveModel {
     vehicle_log::ActiveModel {
         id: NotSet,
@@ -621,6 +621,6 @@ fn vehicle_log_row(
         extra: Set(serde_json::Value::Object(s.extra.clone())),
         timestamp: Set(timestamp),
         received_at: Set(received_at),
-        dedup_key: NotSet,
+        dedup_key: Set(dedup_key),
     }
 }
