@@ -169,8 +169,13 @@ pub struct Metrics {
     pub commit_failures: AtomicU64,
     /// Broker redeliveries recognised as already stored (acknowledged, not stored again).
     pub duplicates_dropped: AtomicU64,
-    /// Acks the MQTT client could not queue (the broker redelivers those messages).
-    pub ack_failures: AtomicU64,
+    /// Acks waiting for room in rumqttc's request queue (the store offers them again).
+    pub acks_owed: AtomicU64,
+    /// Acks not sent because their message came on a connection that has since dropped (the
+    /// broker redelivers those messages, and the store recognises them as stored).
+    pub acks_stale: AtomicU64,
+    /// Counts broker connections lost: an ack belongs to the connection its message came on.
+    pub mqtt_connection: AtomicU64,
     pub last_seq: AtomicI64,
     /// Seconds per batch commit (write and commit of one transaction).
     pub commit_seconds: Histogram,
@@ -207,7 +212,9 @@ impl Default for Metrics {
             batches_committed: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             duplicates_dropped: AtomicU64::new(0),
-            ack_failures: AtomicU64::new(0),
+            acks_owed: AtomicU64::new(0),
+            acks_stale: AtomicU64::new(0),
+            mqtt_connection: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
             commit_seconds: Histogram::new(SECONDS),
             batch_size: Histogram::new(SIZES),
@@ -239,7 +246,8 @@ pub struct PipelineStats {
     pub batches_committed: u64,
     pub commit_failures: u64,
     pub duplicates_dropped: u64,
-    pub ack_failures: u64,
+    pub acks_owed: u64,
+    pub acks_stale: u64,
     pub last_seq: i64,
 }
 
@@ -294,7 +302,8 @@ impl Metrics {
             batches_committed: self.batches_committed.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
             duplicates_dropped: self.duplicates_dropped.load(Relaxed),
-            ack_failures: self.ack_failures.load(Relaxed),
+            acks_owed: self.acks_owed.load(Relaxed),
+            acks_stale: self.acks_stale.load(Relaxed),
             last_seq: self.last_seq.load(Relaxed),
         }
     }

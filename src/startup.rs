@@ -23,6 +23,14 @@ use crate::ws::SessionConfig;
 /// Messages decoded but not yet taken by the store. Bounded: past it the MQTT task waits.
 const STORE_QUEUE: usize = 10_000;
 
+/// Room in rumqttc's request channel for every ack the store can owe, so `try_ack` never finds
+/// it full. The event loop sends one request per poll and may read ten packets in the next, so
+/// under a flood acks queue up there, not in the store: their number is bounded only by the
+/// packet ids the broker can have unacknowledged, 65,535 per connection (twice, across a
+/// reconnect), plus the subscribe/unsubscribe/disconnect requests. The channel allocates as it
+/// fills, not up front.
+const ACK_CAPACITY: usize = 2 * 65_536 + 1024;
+
 pub struct Application {
     port: u16,
     broker: BrokerAddress,
@@ -96,8 +104,7 @@ impl Application {
             &broker,
             &settings.mqtt_client_id,
             Duration::from_secs(settings.mqtt_keep_alive_secs),
-            // Room for every ack the store can owe at once, so try_ack never finds it full.
-            STORE_QUEUE + batch_max + 1024,
+            ACK_CAPACITY,
             match &settings.mqtt_ca_file {
                 Some(path) => Some(std::fs::read(path).map_err(|e| {
                     anyhow!("invalid MQTT_CA_FILE: cannot read {}: {e}", path.display())
@@ -105,8 +112,7 @@ impl Application {
                 None => None,
             },
         );
-        let (client, eventloop) =
-            rumqttc::AsyncClient::new(options, STORE_QUEUE + batch_max + 1024);
+        let (client, eventloop) = rumqttc::AsyncClient::new(options, ACK_CAPACITY);
         let (writer, store_handle) = Writer::new(
             db.clone(),
             hub_handle.clone(),

@@ -97,9 +97,9 @@ pub fn render(m: &Metrics, connections: usize) -> String {
             m.duplicates_dropped.load(Relaxed),
         ),
         (
-            "seano_ack_failures_total",
-            "MQTT acks that could not be queued (the broker redelivers those messages).",
-            m.ack_failures.load(Relaxed),
+            "seano_acks_stale_total",
+            "MQTT acks not sent because their connection had dropped (the broker redelivers).",
+            m.acks_stale.load(Relaxed),
         ),
         (
             "seano_ws_frames_sent_total",
@@ -117,7 +117,7 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         sample(&mut out, name, &[], value as f64);
     }
 
-    let gauges: [(&str, &str, f64); 7] = [
+    let gauges: [(&str, &str, f64); 8] = [
         (
             "seano_ws_connections",
             "Open WebSocket connections.",
@@ -142,6 +142,11 @@ pub fn render(m: &Metrics, connections: usize) -> String {
             "seano_database_up",
             "0 after a failed commit, until the next one succeeds.",
             flag(m.database_ok.load(Relaxed)),
+        ),
+        (
+            "seano_mqtt_acks_owed",
+            "Acks of committed messages waiting for room in the MQTT client's request queue.",
+            m.acks_owed.load(Relaxed) as f64,
         ),
         (
             "seano_last_seq",

@@ -79,7 +79,7 @@ fn mqtt(state: &AppState) -> MqttStatus {
                 "broadcast": {"raw_log": 10, "sensor_log": 20, "vehicle_log": 30},
                 "rejected": {"invalid_json": 1}, "rejected_total": 1,
                 "frames_sent": 61, "slow_clients_dropped": 0, "batches_committed": 12,
-                "commit_failures": 0, "ack_failures": 0, "last_seq": 60},
+                "commit_failures": 0, "acks_owed": 0, "acks_stale": 0, "last_seq": 60},
             "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883"},
             "database": {"connected": true, "backend": "sqlite"},
             "started_at": "2025-10-18T16:00:00.000Z", "uptime_seconds": 1800})),

@@ -156,6 +156,7 @@ impl Ingest {
                     }
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
+                    self.metrics.mqtt_connection.fetch_add(1, Relaxed);
                     suspects = recent.drain(..).collect();
                     self.metrics.mqtt_connected.store(false, Relaxed);
                     self.metrics.mqtt_subscribed.store(false, Relaxed);
@@ -163,6 +164,7 @@ impl Ingest {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.metrics.mqtt_connection.fetch_add(1, Relaxed);
                     if !recent.is_empty() {
                         suspects = recent.drain(..).collect();
                     }
@@ -219,6 +221,7 @@ impl Ingest {
             redelivery,
             received_at: Utc::now(),
             outcome,
+            connection: self.metrics.mqtt_connection.load(Relaxed),
         }
     }
 

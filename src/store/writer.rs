@@ -1,13 +1,13 @@
 //! The writer task: batches, one transaction per batch, broadcast and ack after commit.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{raw_log, rejected_message, sensor_log, vehicle, vehicle_log};
-use rumqttc::{AsyncClient, Publish};
+use rumqttc::{AsyncClient, Publish, QoS};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -32,7 +32,20 @@ pub struct Incoming {
     pub redelivery: bool,
     pub received_at: DateTime<Utc>,
     pub outcome: Result<Decoded, Rejection>,
+    /// The broker connection it came on ([`Metrics::mqtt_connection`]): its ack means nothing
+    /// on a later one, where the same packet id may name another message.
+    pub connection: u64,
 }
+
+/// An ack owed to the broker that rumqttc's request queue could not take yet.
+struct Owed {
+    pkid: u16,
+    qos: QoS,
+    connection: u64,
+}
+
+/// How often owed acks are offered again while no batch is committed.
+const ACK_RETRY: Duration = Duration::from_millis(5);
 
 /// Where the MQTT task sends messages. Bounded: when the database falls behind, the MQTT task
 /// waits here, stops reading from the broker, and the broker holds the rest.
@@ -67,6 +80,10 @@ pub struct Writer {
     metrics: Arc<Metrics>,
     config: WriterConfig,
     shutdown: CancellationToken,
+    /// Acks not yet taken by rumqttc, oldest first. rumqttc's event loop writes one request per
+    /// poll and may read ten packets in the next, so while the broker floods the gateway, acks
+    /// queue up faster than they leave; they wait here, in order, never dropped.
+    owed: VecDeque<Owed>,
 }
 
 /// Rows per INSERT statement, under SQLite's and PostgreSQL's bind-parameter limits.
@@ -92,6 +109,7 @@ impl Writer {
             metrics,
             config,
             shutdown,
+            owed: VecDeque::new(),
         };
         (writer, StoreHandle { tx })
     }
@@ -107,6 +125,10 @@ impl Writer {
                     Some(msg) => batch.push(msg),
                     None => break,
                 },
+                _ = sleep(ACK_RETRY), if !self.owed.is_empty() => {
+                    self.send_owed_acks();
+                    continue;
+                }
             }
             self.fill(&mut batch).await;
             self.commit(&mut batch).await;
@@ -120,6 +142,12 @@ impl Writer {
             }
         }
         self.commit(&mut batch).await;
+        // The ingest task keeps polling until the store is done: hand it the last acks.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.owed.is_empty() && Instant::now() < deadline {
+            self.send_owed_acks();
+            sleep(ACK_RETRY).await;
+        }
         log::info!(
             "store: drained and stopped at seq {}",
             self.metrics.last_seq.load(Relaxed)
@@ -234,14 +262,37 @@ impl Writer {
         }
         self.metrics.ingest_done(batch.len());
         for msg in batch.drain(..) {
-            if self.mqtt.try_ack(&msg.publish).is_err() {
-                self.metrics.ack_failures.fetch_add(1, Relaxed);
-                log::warn!(
-                    "store: could not queue the ack for {}; the broker will redeliver it",
-                    msg.publish.topic
-                );
+            if msg.publish.qos != QoS::AtMostOnce {
+                self.owed.push_back(Owed {
+                    pkid: msg.publish.pkid,
+                    qos: msg.publish.qos,
+                    connection: msg.connection,
+                });
             }
         }
+        self.send_owed_acks();
+    }
+
+    /// Hands rumqttc the owed acks, oldest first, until its queue is full. Acks of messages
+    /// from a connection that has dropped are left out: the broker redelivers those messages.
+    fn send_owed_acks(&mut self) {
+        let connection = self.metrics.mqtt_connection.load(Relaxed);
+        while let Some(owed) = self.owed.front() {
+            if owed.connection != connection {
+                self.metrics.acks_stale.fetch_add(1, Relaxed);
+                self.owed.pop_front();
+                continue;
+            }
+            let mut ack = Publish::new("", owed.qos, Vec::new());
+            ack.pkid = owed.pkid;
+            if self.mqtt.try_ack(&ack).is_err() {
+                break;
+            }
+            self.owed.pop_front();
+        }
+        self.metrics
+            .acks_owed
+            .store(self.owed.len() as u64, Relaxed);
     }
 }
 
