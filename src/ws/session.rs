@@ -239,11 +239,17 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Made once, not per turn of the loop: each new `cancelled()` future registers with its
+    // token under a lock, a cost paid per frame at high fan-out.
+    let kicked_token = reg.kicked.clone();
+    let shutdown = ctx.shutdown.cancelled();
+    let kicked = kicked_token.cancelled();
+    tokio::pin!(shutdown, kicked);
     loop {
         let reply = tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Some(reason(close::GOING_AWAY, "server shutting down")),
-            _ = reg.kicked.cancelled() => {
+            _ = &mut shutdown => return Some(reason(close::GOING_AWAY, "server shutting down")),
+            _ = &mut kicked => {
                 return match reg.kick_reason() {
                     Some(Kick::SlowConsumer) | None => Some(reason(close::SLOW_CONSUMER, "slow consumer: reconnect and resume with since=")),
                 };
