@@ -1,0 +1,238 @@
+//! The command line: one flat set of flags; `--idle`, `--ramp`, `--mqtt-subscribers` and
+//! `--clients 0` (ingest) pick the scenario.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Drives a RUNNING SEANO gateway (it starts nothing itself): N MQTT publishers at a paced rate,
+/// M WebSocket clients (or plain MQTT subscribers), and reports published, received, lost and
+/// duplicated messages, publish-to-frame latency, delivered frames/s, and the gateway's CPU and
+/// memory from /proc.
+///
+/// Scenarios: fan-out (`--clients M`, the default), ingest (`--clients 0`: stored msg/s from
+/// `GET /api/ws/stats`), broker baseline (`--mqtt-subscribers M`), rate ramp (`--ramp`) and idle
+/// connections (`--idle`).
+#[derive(Clone, Debug, Parser)]
+#[command(version, about, long_about)]
+pub struct Args {
+    /// Label of this run in the table and the JSON (default: derived from the flags).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// The gateway's HTTP base URL; WebSocket URLs are derived from it (ws://HOST:PORT/api/ws).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub gateway: String,
+
+    /// The MQTT broker the gateway subscribes to (mqtt://HOST:PORT).
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: String,
+
+    /// First topic level; must match the gateway's MQTT_TOPIC_PREFIX.
+    #[arg(long, default_value = "seano")]
+    pub prefix: String,
+
+    /// Publishers: one MQTT client per vehicle, vehicle ids START_ID..START_ID+N-1.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub publishers: u32,
+
+    /// Vehicle id of the first publisher.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..))]
+    pub start_id: i64,
+
+    /// Total messages per second across all publishers, paced evenly (0: as fast as possible).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// Seconds of publishing (per ramp step with --ramp; of idle time with --idle).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// MQTT QoS of the publishes: 0 counts a message as published when written, 1 when PUBACKed.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+
+    /// Pad every payload with a `bench_pad` field up to this many bytes (0: no padding, ~190 B).
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+
+    /// Unacknowledged QoS 1 publishes each publisher may have in flight.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    pub inflight: u16,
+
+    /// WebSocket clients (0 with no --mqtt-subscribers: ingest scenario, no subscribers at all).
+    #[arg(long, default_value_t = 10)]
+    pub clients: u32,
+
+    /// `all`: every client on /api/ws; `vehicle`: clients spread round-robin over
+    /// /api/ws/vehicle/{id} of the publishers' vehicles, each checked to receive only its vehicle.
+    #[arg(long, value_enum, default_value_t = Mode::All)]
+    pub mode: Mode,
+
+    /// Fraction of the clients that connect and then never read (slow consumers); they are
+    /// excluded from loss and latency, and read at the end to see whether they were disconnected.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_ratio: f64,
+
+    /// Socket receive buffer of a slow client, in bytes, so its backlog reaches the gateway soon.
+    #[arg(long, default_value_t = 4096)]
+    pub slow_rcvbuf: u32,
+
+    /// Broker baseline: this many plain MQTT subscribers (QoS 0, `{prefix}/+/vehicle_log`, or one
+    /// vehicle's topic with --mode vehicle) instead of WebSocket clients; the "gateway" figures
+    /// are then the broker process's.
+    #[arg(long, default_value_t = 0)]
+    pub mqtt_subscribers: u32,
+
+    /// Process to measure (CPU, RSS). Default: the process listening on the gateway's port, else
+    /// the only process named `seano-gateway`; with --mqtt-subscribers, the broker's process.
+    #[arg(long)]
+    pub gateway_pid: Option<u32>,
+
+    /// Broker process whose CPU is reported alongside. Default: the process listening on the
+    /// broker's port, if any.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+
+    /// Seconds between all clients being connected and the start of publishing.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+
+    /// After publishing: wait until every client has every expected frame, or until this many
+    /// seconds pass with no new frame (with no stored message, for ingest).
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+
+    /// Repeat the scenario with the rate multiplied by --ramp-factor each step, until p99 passes
+    /// --ramp-p99-ms, a message is lost, the generator cannot keep the rate, or --ramp-max-steps.
+    #[arg(long)]
+    pub ramp: bool,
+
+    /// Rate multiplier between ramp steps.
+    #[arg(long, default_value_t = 1.5)]
+    pub ramp_factor: f64,
+
+    /// Ramp stops after the first step whose p99 latency exceeds this (milliseconds).
+    #[arg(long, default_value_t = 100.0)]
+    pub ramp_p99_ms: f64,
+
+    /// Most ramp steps.
+    #[arg(long, default_value_t = 12)]
+    pub ramp_max_steps: u32,
+
+    /// Connect the clients, publish nothing for --duration, report the gateway's RSS per
+    /// connection and CPU (its heartbeats keep running; clients answer the pings).
+    #[arg(long)]
+    pub idle: bool,
+
+    /// WebSocket connections being opened at once.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+
+    /// Seconds allowed for all clients to connect and get their first frame.
+    #[arg(long, default_value_t = 120.0)]
+    pub connect_timeout: f64,
+
+    /// Seconds to wait for the gateway's GET /ready before starting (0: do not wait).
+    #[arg(long, default_value_t = 30.0)]
+    pub ready_timeout: f64,
+
+    /// Read buffer of each WebSocket client, in bytes. tungstenite zeroes it before every read,
+    /// so small is cheaper for small frames, and keeps 10,000 clients light.
+    #[arg(long, default_value_t = 2048)]
+    pub read_buffer: usize,
+
+    /// Worker threads of the load generator (default: the number of CPUs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Print the result as JSON (one object; an array of steps with --ramp) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print one combined table from JSON result files written by earlier `--json` runs, and exit.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub render: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every client on /api/ws.
+    All,
+    /// Clients spread over /api/ws/vehicle/{id}.
+    Vehicle,
+}
+
+impl Args {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.rate >= 0.0 && self.rate.is_finite(),
+            "--rate must be >= 0"
+        );
+        anyhow::ensure!(
+            self.duration > 0.0 && self.duration.is_finite(),
+            "--duration must be > 0"
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.slow_ratio),
+            "--slow-ratio must be in [0, 1)"
+        );
+        anyhow::ensure!(self.ramp_factor > 1.0, "--ramp-factor must be > 1");
+        anyhow::ensure!(
+            !(self.ramp && self.rate == 0.0),
+            "--ramp needs a --rate > 0 to start from"
+        );
+        anyhow::ensure!(
+            !(self.idle && self.ramp),
+            "--idle and --ramp do not go together"
+        );
+        anyhow::ensure!(
+            !(self.mqtt_subscribers > 0 && self.slow_ratio > 0.0),
+            "--slow-ratio applies to WebSocket clients only"
+        );
+        anyhow::ensure!(
+            !(self.idle && self.mqtt_subscribers > 0),
+            "--idle measures WebSocket clients; drop --mqtt-subscribers"
+        );
+        anyhow::ensure!(
+            !self.prefix.is_empty() && !self.prefix.contains(['/', '+', '#']),
+            "--prefix must be one topic level"
+        );
+        anyhow::ensure!(self.read_buffer >= 512, "--read-buffer must be >= 512");
+        anyhow::ensure!(
+            self.connect_concurrency >= 1,
+            "--connect-concurrency must be >= 1"
+        );
+        Ok(())
+    }
+
+    /// The scenario's label.
+    pub fn scenario_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let qos = self.qos;
+        if self.idle {
+            format!("idle {} clients", self.clients)
+        } else if self.mqtt_subscribers > 0 {
+            format!(
+                "mqtt baseline {} subs, {} msg/s",
+                self.mqtt_subscribers, self.rate
+            )
+        } else if self.clients == 0 {
+            format!("ingest {} pubs qos{qos}", self.publishers)
+        } else {
+            let mode = match self.mode {
+                Mode::All => "/api/ws",
+                Mode::Vehicle => "vehicle streams",
+            };
+            let slow = if self.slow_ratio > 0.0 {
+                format!(", {}% slow", self.slow_ratio * 100.0)
+            } else {
+                String::new()
+            };
+            format!("fan-out {} clients {mode}{slow}", self.clients)
+        }
+    }
+}

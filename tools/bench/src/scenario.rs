@@ -1,0 +1,728 @@
+//! The runs: connect the receivers, publish one step (or a ramp of steps), drain, account;
+//! ingest (no receivers, stored msg/s from the gateway's stats); idle connections.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rumqttc::QoS;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::cli::{Args, Mode};
+use crate::clients::{mqtt_subscriber, ws_client, MqttContext, WsContext};
+use crate::payload::now_us;
+use crate::probe::{self, GatewayCounters, ProcSample};
+use crate::publish::{self, PubConfig};
+use crate::report::{Params, Report, Server, Slow};
+use crate::track::{account, Accountant, ClientSlot, Closed, Progress, Tracker};
+
+/// Where things are and what is measured.
+struct Env {
+    gateway: SocketAddr,
+    /// `host:port` of the gateway.
+    gateway_authority: String,
+    broker_host: String,
+    broker_port: u16,
+    /// The measured server (gateway, or broker in the MQTT baseline).
+    server_pid: Option<u32>,
+    server_role: &'static str,
+    broker_pid: Option<u32>,
+    /// Unique per bench process, for MQTT client ids.
+    tag: String,
+    threads: usize,
+}
+
+pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
+    let (gw_host, gw_port) = probe::authority(&args.gateway, "http", 80)?;
+    let (broker_host, broker_port) = probe::authority(&args.broker, "mqtt", 1883)?;
+    let baseline = args.mqtt_subscribers > 0;
+    let gateway = probe::resolve(&gw_host, gw_port).await?;
+    let (server_role, server_pid) = if baseline {
+        let pid = args
+            .gateway_pid
+            .or_else(|| probe::listener_pid(broker_port));
+        ("broker", pid)
+    } else {
+        ("gateway", find_gateway_pid(args, gw_port)?)
+    };
+    if server_pid.is_none() {
+        eprintln!(
+            "bench: no {server_role} process found (pass --gateway-pid); CPU and memory will not be reported"
+        );
+    }
+    let env = Env {
+        gateway,
+        gateway_authority: format!("{gw_host}:{gw_port}"),
+        broker_host,
+        broker_port,
+        server_pid,
+        server_role,
+        // An embedded broker is the gateway itself: nothing separate to report.
+        broker_pid: args
+            .broker_pid
+            .or_else(|| probe::listener_pid(broker_port))
+            .filter(|pid| baseline || Some(*pid) != server_pid),
+        tag: format!("{}-{}", std::process::id(), now_us() % 1_000_000),
+        threads,
+    };
+    if !baseline && args.ready_timeout > 0.0 {
+        probe::wait_ready(
+            env.gateway,
+            &env.gateway_authority,
+            Duration::from_secs_f64(args.ready_timeout),
+        )
+        .await?;
+    }
+    if args.idle {
+        return Ok(vec![idle(args, &env).await?]);
+    }
+    if args.clients == 0 && !baseline {
+        anyhow::ensure!(!args.ramp, "--ramp needs clients or MQTT subscribers");
+        return Ok(vec![ingest(args, &env).await?]);
+    }
+    fan_out(args, &env).await
+}
+
+fn find_gateway_pid(args: &Args, port: u16) -> Result<Option<u32>> {
+    if let Some(pid) = args.gateway_pid {
+        return Ok(Some(pid));
+    }
+    if let Some(pid) = probe::listener_pid(port) {
+        return Ok(Some(pid));
+    }
+    let named = probe::pids_named("seano-gateway");
+    match named.as_slice() {
+        [] => Ok(None),
+        [pid] => Ok(Some(*pid)),
+        many => bail!("several seano-gateway processes ({many:?}); pass --gateway-pid"),
+    }
+}
+
+/// The receivers of a run.
+struct Pool {
+    slots: Vec<Arc<ClientSlot>>,
+    progress: Arc<Progress>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn start_clients(args: &Args, env: &Env) -> Result<Pool> {
+    let baseline = args.mqtt_subscribers > 0;
+    let count = if baseline {
+        args.mqtt_subscribers
+    } else {
+        args.clients
+    } as usize;
+    let slow_count = (count as f64 * args.slow_ratio).round() as usize;
+    let stride = count.checked_div(slow_count).unwrap_or(0);
+    let progress = Arc::new(Progress::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let connect = Arc::new(Semaphore::new(args.connect_concurrency));
+    let acc = || Accountant {
+        start_id: args.start_id,
+        progress: progress.clone(),
+    };
+    let ws = Arc::new(WsContext {
+        addr: env.gateway,
+        authority: env.gateway_authority.clone(),
+        read_buffer: args.read_buffer,
+        slow_rcvbuf: args.slow_rcvbuf,
+        connect: connect.clone(),
+        acc: acc(),
+    });
+    let mqtt = Arc::new(MqttContext {
+        host: env.broker_host.clone(),
+        port: env.broker_port,
+        prefix: args.prefix.clone(),
+        tag: env.tag.clone(),
+        connect,
+        acc: acc(),
+    });
+    let mut slots = Vec::with_capacity(count);
+    let mut tasks = Vec::with_capacity(count);
+    for index in 0..count {
+        let slot = Arc::new(ClientSlot {
+            index,
+            vehicle: (args.mode == Mode::Vehicle)
+                .then(|| args.start_id + (index % args.publishers as usize) as i64),
+            slow: stride > 0 && index % stride == stride - 1 && index / stride < slow_count,
+            tracker: Mutex::new(Tracker::default()),
+        });
+        slots.push(slot.clone());
+        let stop_rx = stop_rx.clone();
+        tasks.push(if baseline {
+            tokio::spawn(mqtt_subscriber(mqtt.clone(), slot, stop_rx))
+        } else {
+            tokio::spawn(ws_client(ws.clone(), slot, stop_rx))
+        });
+    }
+    let pool = Pool {
+        slots,
+        progress,
+        stop,
+        tasks,
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout);
+    let mut last_print = Instant::now();
+    loop {
+        let connected = pool.progress.connected.load(Relaxed) as usize;
+        let failed = pool.progress.failed.load(Relaxed) as usize;
+        if connected + failed >= count {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "bench: only {connected} of {count} clients connected in {}s",
+                args.connect_timeout
+            );
+            break;
+        }
+        if last_print.elapsed() > Duration::from_secs(5) {
+            eprintln!("bench: {connected}/{count} clients connected");
+            last_print = Instant::now();
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_millis(200), pool.progress.notify.notified()).await;
+    }
+    let failed = pool.progress.failed.load(Relaxed);
+    if failed > 0 {
+        let first = pool.slots.iter().find_map(|s| {
+            // unwrap: the tracker's lock is never held across a panic.
+            match &s.tracker.lock().unwrap().closed {
+                Some(Closed::ConnectFailed(e)) => Some(e.clone()),
+                _ => None,
+            }
+        });
+        eprintln!(
+            "bench: {failed} clients could not connect (first error: {})",
+            first.unwrap_or_default()
+        );
+    }
+    if pool.progress.connected.load(Relaxed) == 0 {
+        bail!("no client could connect");
+    }
+    Ok(pool)
+}
+
+impl Pool {
+    /// Closes every client; slow ones read their socket first.
+    async fn stop(self) -> Vec<Arc<ClientSlot>> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        self.slots
+    }
+}
+
+/// CPU readings of everything measured, at one instant.
+struct Readings {
+    server: Option<ProcSample>,
+    broker: Option<ProcSample>,
+    me: Option<ProcSample>,
+    machine: Option<(u64, u64)>,
+}
+
+fn read_all(env: &Env) -> Readings {
+    Readings {
+        server: env.server_pid.and_then(probe::sample),
+        broker: env.broker_pid.and_then(probe::sample),
+        me: probe::sample(std::process::id()),
+        machine: probe::machine_jiffies(),
+    }
+}
+
+/// CPU and memory figures between two readings.
+struct Usage {
+    server: Option<Server>,
+    server_cpu_s: Option<f64>,
+    broker_cpu: Option<f64>,
+    bench_cpu: Option<f64>,
+    machine_idle: Option<f64>,
+}
+
+fn usage(
+    env: &Env,
+    a: &Readings,
+    b: &Readings,
+    before_connect: Option<ProcSample>,
+    after_connect: Option<ProcSample>,
+    connections: u64,
+) -> Usage {
+    let pair = |x: Option<ProcSample>, y: Option<ProcSample>| x.zip(y);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let server = pair(a.server, b.server).map(|(x, y)| Server {
+        role: env.server_role.into(),
+        pid: env.server_pid.unwrap_or(0),
+        cpu_percent: probe::cpu_percent(&x, &y),
+        cpu_us_per_frame: None,
+        rss_start_mib: mib(before_connect.unwrap_or(x).rss_kib),
+        rss_connected_mib: mib(after_connect.unwrap_or(x).rss_kib),
+        peak_rss_mib: mib(y.hwm_kib),
+        rss_per_conn_kib: pair(before_connect, after_connect)
+            .filter(|_| connections > 0)
+            .map(|(p, q)| (q.rss_kib as f64 - p.rss_kib as f64) / connections as f64),
+    });
+    Usage {
+        server,
+        server_cpu_s: pair(a.server, b.server).map(|(x, y)| y.cpu_s - x.cpu_s),
+        broker_cpu: pair(a.broker, b.broker).map(|(x, y)| probe::cpu_percent(&x, &y)),
+        bench_cpu: pair(a.me, b.me).map(|(x, y)| probe::cpu_percent(&x, &y)),
+        machine_idle: a
+            .machine
+            .zip(b.machine)
+            .and_then(|(x, y)| probe::idle_percent(x, y)),
+    }
+}
+
+fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
+    Params {
+        publishers: args.publishers,
+        rate,
+        duration_s: args.duration,
+        qos: args.qos,
+        clients: args.clients,
+        mode: match args.mode {
+            Mode::All => "all".into(),
+            Mode::Vehicle => "vehicle".into(),
+        },
+        slow_clients,
+        mqtt_subscribers: args.mqtt_subscribers,
+        payload_bytes: args.payload_bytes,
+        prefix: args.prefix.clone(),
+    }
+}
+
+fn pub_config(args: &Args, env: &Env, run: u64) -> PubConfig {
+    PubConfig {
+        host: env.broker_host.clone(),
+        port: env.broker_port,
+        prefix: args.prefix.clone(),
+        qos: if args.qos == 1 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        },
+        inflight: args.inflight,
+        payload_bytes: args.payload_bytes,
+        start_id: args.start_id,
+        run,
+        tag: env.tag.clone(),
+    }
+}
+
+/// Flags what says more about the generator or the machine than about the server.
+fn limits(rate: f64, achieved: f64, u: &Usage, threads: usize) -> Option<String> {
+    let mut why = Vec::new();
+    if rate > 0.0 && achieved < 0.95 * rate {
+        why.push(format!(
+            "generator-limited: published {:.0}/s of {:.0}/s",
+            achieved, rate
+        ));
+    }
+    if let Some(b) = u.bench_cpu {
+        if b >= 90.0 * threads as f64 {
+            why.push(format!("generator-limited: bench CPU {b:.0}%"));
+        }
+    }
+    if let Some(idle) = u.machine_idle {
+        if idle < 5.0 {
+            why.push(format!("machine CPU saturated ({idle:.1}% idle)"));
+        }
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
+
+async fn counters(env: &Env) -> Option<GatewayCounters> {
+    probe::gateway_counters(env.gateway, &env.gateway_authority)
+        .await
+        .ok()
+}
+
+async fn fan_out(args: &Args, env: &Env) -> Result<Vec<Report>> {
+    let baseline = args.mqtt_subscribers > 0;
+    let before_connect = env.server_pid.and_then(probe::sample);
+    let pool = start_clients(args, env).await?;
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let after_connect = env.server_pid.and_then(probe::sample);
+    let connections = pool.progress.connected.load(Relaxed);
+    let slow_clients = pool.slots.iter().filter(|s| s.slow).count() as u32;
+
+    let mut reports = Vec::new();
+    let mut rate = args.rate;
+    let steps = if args.ramp { args.ramp_max_steps } else { 1 };
+    for step in 1..=steps {
+        let mut r = fan_out_step(
+            args,
+            env,
+            &pool,
+            step,
+            rate,
+            before_connect,
+            after_connect,
+            connections,
+        )
+        .await?;
+        r.params = params(args, rate, slow_clients);
+        r.kind = if baseline {
+            "mqtt-baseline"
+        } else if args.mode == Mode::Vehicle {
+            "vehicle"
+        } else {
+            "fan-out"
+        }
+        .into();
+        if args.ramp {
+            r.step = Some(step);
+            let p99 = r.latency_ms.map(|l| l.p99).unwrap_or(0.0);
+            let reason = if p99 > args.ramp_p99_ms {
+                Some(format!("p99 {p99:.1} ms > {} ms", args.ramp_p99_ms))
+            } else if r.lost > 0 {
+                Some(format!("{} lost", r.lost))
+            } else if r.healthy_closed > 0 {
+                Some(format!("{} healthy clients closed", r.healthy_closed))
+            } else if r
+                .limit
+                .as_deref()
+                .is_some_and(|l| l.contains("generator-limited"))
+            {
+                Some("generator-limited".into())
+            } else if step == steps {
+                Some("last step (--ramp-max-steps)".into())
+            } else {
+                None
+            };
+            eprintln!(
+                "bench: step {step}: {:.0} msg/s, {:.0} frames/s, p99 {p99:.1} ms, lost {}, server CPU {}",
+                rate,
+                r.delivered_per_s,
+                r.lost,
+                r.server
+                    .as_ref()
+                    .map_or("-".into(), |s| format!("{:.0}%", s.cpu_percent))
+            );
+            if let Some(reason) = reason {
+                r.notes.push(format!("ramp stops: {reason}"));
+                reports.push(r);
+                break;
+            }
+        }
+        reports.push(r);
+        rate *= args.ramp_factor;
+    }
+
+    let slots = pool.stop().await;
+    let slow: Vec<_> = slots.iter().filter(|s| s.slow).collect();
+    if !slow.is_empty() {
+        let mut figures = Slow {
+            clients: slow.len() as u64,
+            ..Default::default()
+        };
+        for s in slow {
+            // unwrap: the tracker's lock is never held across a panic.
+            let t = s.tracker.lock().unwrap();
+            let key = match &t.closed {
+                None => {
+                    figures.still_open += 1;
+                    continue;
+                }
+                Some(Closed::Code(c)) => c.to_string(),
+                Some(Closed::Eof) => "eof".into(),
+                Some(Closed::Error(e)) if e.to_lowercase().contains("reset") => "reset".into(),
+                Some(Closed::Error(_)) => "error".into(),
+                Some(Closed::ConnectFailed(_)) => "never connected".into(),
+            };
+            if key != "never connected" {
+                figures.dropped += 1;
+            }
+            *figures.by_close.entry(key).or_default() += 1;
+        }
+        if let Some(last) = reports.last_mut() {
+            last.notes.push(format!(
+                "slow clients: {} of {} closed by the gateway {:?}",
+                figures.dropped, figures.clients, figures.by_close
+            ));
+            last.slow = Some(figures);
+        }
+    }
+    Ok(reports)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fan_out_step(
+    args: &Args,
+    env: &Env,
+    pool: &Pool,
+    step: u32,
+    rate: f64,
+    before_connect: Option<ProcSample>,
+    after_connect: Option<ProcSample>,
+    connections: u64,
+) -> Result<Report> {
+    let baseline = args.mqtt_subscribers > 0;
+    let run = u64::from(step);
+    for s in &pool.slots {
+        // unwrap: the tracker's lock is never held across a panic.
+        s.tracker.lock().unwrap().reset(run);
+    }
+    pool.progress.unique_frames.store(0, Relaxed);
+    let cfg = pub_config(args, env, run);
+    let pubs = publish::connect_all(&cfg, args.publishers).await?;
+    let counters0 = if baseline { None } else { counters(env).await };
+
+    let r0 = read_all(env);
+    let start = Instant::now();
+    let start_us = now_us();
+    let duration = Duration::from_secs_f64(args.duration);
+    let ack_wait = Duration::from_secs_f64(args.drain.max(5.0));
+    let outcome = publish::run(pubs, &cfg, start, rate, duration, ack_wait).await;
+
+    // Drain: until every healthy client has every expected frame, or no progress for --drain.
+    let expected: u64 = pool
+        .slots
+        .iter()
+        .filter(|s| !s.slow)
+        .map(|s| match s.vehicle {
+            None => outcome.confirmed_total,
+            Some(v) => outcome
+                .confirmed
+                .get((v - args.start_id) as usize)
+                .map_or(0, |b| b.len()),
+        })
+        .sum();
+    let quiet = Duration::from_secs_f64(args.drain);
+    let cap = Instant::now() + Duration::from_secs_f64((args.drain * 10.0).max(30.0));
+    let mut seen = pool.progress.unique_frames.load(Relaxed);
+    let mut progress_at = Instant::now();
+    loop {
+        let now = pool.progress.unique_frames.load(Relaxed);
+        if now >= expected || Instant::now() > cap {
+            break;
+        }
+        if now != seen {
+            seen = now;
+            progress_at = Instant::now();
+        } else if progress_at.elapsed() >= quiet {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r1 = read_all(env);
+    let counters1 = if baseline { None } else { counters(env).await };
+
+    let d = account(&pool.slots, &outcome.confirmed, args.start_id);
+    let mut u = usage(env, &r0, &r1, before_connect, after_connect, connections);
+    let span = d.last_frame_us.saturating_sub(start_us) as f64 / 1e6;
+    let delivered_per_s = if span > 0.0 {
+        d.frames_received as f64 / span
+    } else {
+        0.0
+    };
+    if let (Some(s), Some(cpu)) = (u.server.as_mut(), u.server_cpu_s) {
+        if d.frames_received > 0 {
+            s.cpu_us_per_frame = Some(cpu * 1e6 / d.frames_received as f64);
+        }
+    }
+    let achieved = outcome.attempted as f64 / outcome.publish_secs;
+    let mut notes = Vec::new();
+    if d.unconfirmed_received > 0 {
+        notes.push(format!(
+            "{} frames of unconfirmed publishes",
+            d.unconfirmed_received
+        ));
+    }
+    if d.stale_frames > 0 {
+        notes.push(format!("{} late frames of an earlier step", d.stale_frames));
+    }
+    if let Some(w) = &d.worst_client {
+        if w.lost > 0 || w.duplicated > 0 {
+            notes.push(format!(
+                "worst client #{}{}: lost {}, dup {}",
+                w.index,
+                w.vehicle
+                    .map_or(String::new(), |v| format!(" (vehicle {v})")),
+                w.lost,
+                w.duplicated
+            ));
+        }
+    }
+    Ok(Report {
+        scenario: args.scenario_name(),
+        target_rate: rate,
+        published: outcome.confirmed_total,
+        publish_attempted: outcome.attempted,
+        publish_rate: achieved,
+        frames_expected: d.frames_expected,
+        frames_received: d.frames_received,
+        lost: d.lost,
+        duplicated: d.duplicated,
+        wrong_vehicle: d.wrong_vehicle,
+        delivered_per_s,
+        latency_ms: d.latency_ms,
+        worst_client: d.worst_client.clone(),
+        limit: limits(rate, achieved, &u, env.threads),
+        server: u.server,
+        broker_cpu_percent: u.broker_cpu,
+        bench_cpu_percent: u.bench_cpu,
+        machine_idle_percent: u.machine_idle,
+        clients_connected: pool.progress.connected.load(Relaxed),
+        clients_failed: pool.progress.failed.load(Relaxed),
+        healthy_closed: d.healthy_closed,
+        gateway_counters: counters0.zip(counters1).map(|(a, b)| b.delta(a)),
+        notes,
+        errors: outcome.errors,
+        ..Default::default()
+    })
+}
+
+async fn ingest(args: &Args, env: &Env) -> Result<Report> {
+    let cfg = pub_config(args, env, 1);
+    let pubs = publish::connect_all(&cfg, args.publishers).await?;
+    let c0 = counters(env)
+        .await
+        .context("ingest reads GET /api/ws/stats; is the gateway reachable?")?;
+
+    let r0 = read_all(env);
+    let start = Instant::now();
+    let duration = Duration::from_secs_f64(args.duration);
+    let ack_wait = Duration::from_secs_f64(args.drain.max(30.0));
+    // Sample the stored count while publishing, for the peak rate.
+    let (done_tx, mut done_rx) = watch::channel(false);
+    let sampler = {
+        let (addr, host) = (env.gateway, env.gateway_authority.clone());
+        tokio::spawn(async move {
+            let mut samples = vec![(0.0, c0.stored_vehicle_log)];
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = done_rx.changed() => break,
+                }
+                if let Ok(c) = probe::gateway_counters(addr, &host).await {
+                    samples.push((start.elapsed().as_secs_f64(), c.stored_vehicle_log));
+                }
+            }
+            samples
+        })
+    };
+    let outcome = publish::run(pubs, &cfg, start, args.rate, duration, ack_wait).await;
+    let _ = done_tx.send(true);
+    let samples = sampler.await.unwrap_or_default();
+
+    // Drain: until everything published is stored, or no progress for --drain.
+    let quiet = Duration::from_secs_f64(args.drain);
+    let mut stored = c0;
+    let mut done_at = start.elapsed();
+    let mut progress_at = Instant::now();
+    let mut c1 = c0;
+    loop {
+        if let Some(c) = counters(env).await {
+            if c.stored_vehicle_log != stored.stored_vehicle_log {
+                progress_at = Instant::now();
+                done_at = start.elapsed();
+            }
+            stored = c;
+            c1 = c;
+        }
+        let delta = stored
+            .stored_vehicle_log
+            .saturating_sub(c0.stored_vehicle_log);
+        if delta >= outcome.confirmed_total || progress_at.elapsed() >= quiet {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r1 = read_all(env);
+    let stored_n = c1.stored_vehicle_log.saturating_sub(c0.stored_vehicle_log);
+    let mut u = usage(env, &r0, &r1, None, None, 0);
+    if let (Some(s), Some(cpu)) = (u.server.as_mut(), u.server_cpu_s) {
+        if stored_n > 0 {
+            s.cpu_us_per_frame = Some(cpu * 1e6 / stored_n as f64);
+        }
+    }
+    let span = done_at.as_secs_f64();
+    let achieved = outcome.attempted as f64 / outcome.publish_secs;
+    let peak = samples
+        .windows(5)
+        .map(|w| {
+            let (a, b) = (w[0], w[w.len() - 1]);
+            (b.1 - a.1) as f64 / (b.0 - a.0).max(1e-3)
+        })
+        .fold(0.0, f64::max);
+    let mut notes = vec![format!(
+        "frames = rows stored; peak {peak:.0} stored/s over 1 s"
+    )];
+    if stored_n > outcome.confirmed_total {
+        notes.push(format!(
+            "{} more stored than published (another publisher on the prefix?)",
+            stored_n - outcome.confirmed_total
+        ));
+    }
+    Ok(Report {
+        scenario: args.scenario_name(),
+        kind: "ingest".into(),
+        params: params(args, args.rate, 0),
+        target_rate: args.rate,
+        published: outcome.confirmed_total,
+        publish_attempted: outcome.attempted,
+        publish_rate: achieved,
+        frames_expected: outcome.confirmed_total,
+        frames_received: stored_n,
+        lost: outcome.confirmed_total.saturating_sub(stored_n),
+        delivered_per_s: stored_n as f64 / span.max(1e-3),
+        limit: limits(args.rate, achieved, &u, env.threads),
+        server: u.server,
+        broker_cpu_percent: u.broker_cpu,
+        bench_cpu_percent: u.bench_cpu,
+        machine_idle_percent: u.machine_idle,
+        gateway_counters: Some(c1.delta(c0)),
+        notes,
+        errors: outcome.errors,
+        ..Default::default()
+    })
+}
+
+async fn idle(args: &Args, env: &Env) -> Result<Report> {
+    let before_connect = env.server_pid.and_then(probe::sample);
+    let pool = start_clients(args, env).await?;
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let after_connect = env.server_pid.and_then(probe::sample);
+    let connections = pool.progress.connected.load(Relaxed);
+    let r0 = read_all(env);
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let r1 = read_all(env);
+    let counters1 = counters(env).await;
+    let u = usage(env, &r0, &r1, before_connect, after_connect, connections);
+    let closed = pool
+        .slots
+        .iter()
+        // unwrap: the tracker's lock is never held across a panic.
+        .filter(|s| s.tracker.lock().unwrap().closed.is_some())
+        .count() as u64;
+    let failed = pool.progress.failed.load(Relaxed);
+    let mut notes = vec![format!("{connections} connections held {}s", args.duration)];
+    if let Some(c) = counters1 {
+        notes.push(format!(
+            "gateway reports {} active connections",
+            c.active_connections
+        ));
+    }
+    pool.stop().await;
+    Ok(Report {
+        scenario: args.scenario_name(),
+        kind: "idle".into(),
+        params: params(args, 0.0, 0),
+        server: u.server,
+        broker_cpu_percent: u.broker_cpu,
+        bench_cpu_percent: u.bench_cpu,
+        machine_idle_percent: u.machine_idle,
+        clients_connected: connections,
+        clients_failed: failed,
+        healthy_closed: closed.saturating_sub(failed),
+        notes,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,200 @@
+//! CI smoke run of the harness: the workspace's gateway binary on port 0 with a temporary
+//! SQLite file and its embedded broker (or the broker of `TEST_MQTT_URL`, under a topic prefix
+//! of its own), then the bench binary for two seconds per scenario, and its JSON checked for
+//! delivery without loss or duplicates. Nothing about time is asserted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// A gateway process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Gateway {
+    child: Child,
+    http: String,
+    broker: String,
+    prefix: String,
+    dir: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The gateway binary beside the bench binary, built first if it is not there.
+fn gateway_binary() -> PathBuf {
+    let bench = Path::new(env!("CARGO_BIN_EXE_bench"));
+    let dir = bench.parent().expect("the bench binary has a directory");
+    let exe = dir.join("seano-gateway");
+    if !exe.exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "seano-gateway"]).current_dir(root);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build -p seano-gateway");
+        assert!(status.success(), "cargo build -p seano-gateway failed");
+    }
+    exe
+}
+
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}x{nanos}", std::process::id())
+}
+
+fn spawn_gateway() -> Gateway {
+    let id = unique();
+    let dir = std::env::temp_dir().join(format!("bench-smoke-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = format!("benchsmoke{id}");
+    let external = std::env::var("TEST_MQTT_URL").ok();
+    let mut cmd = Command::new(gateway_binary());
+    cmd.current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("smoke.db").display()),
+        )
+        .env("MQTT_TOPIC_PREFIX", &prefix)
+        .env("MQTT_CLIENT_ID", format!("bench-smoke-gw-{id}"))
+        .env(
+            "RUST_LOG",
+            "warn,seano_gateway::startup=info,seano_gateway::mqtt::embedded=info",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match &external {
+        Some(url) => cmd.env("MQTT_URL", url),
+        None => cmd.env("MQTT_EMBEDDED_ADDR", "127.0.0.1:0"),
+    };
+    let mut child = cmd.spawn().expect("starting the gateway");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    // Keeps reading after the ports are known, so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("gateway: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let port_after = |line: &str, marker: &str| -> Option<String> {
+        let at = line.find(marker)? + marker.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (!digits.is_empty()).then_some(digits)
+    };
+    let mut gw = Gateway {
+        child,
+        http: String::new(),
+        broker: external.clone().unwrap_or_default(),
+        prefix,
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while gw.http.is_empty() || gw.broker.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the gateway did not log its ports in 90 s");
+        if let Some(p) = port_after(&line, "embedded MQTT broker listening on mqtt://127.0.0.1:") {
+            gw.broker = format!("mqtt://127.0.0.1:{p}");
+        } else if let Some(p) = port_after(&line, "listening on http://127.0.0.1:") {
+            gw.http = format!("http://127.0.0.1:{p}");
+        }
+    }
+    gw
+}
+
+fn bench(gw: &Gateway, extra: &[&str]) -> Value {
+    let pid = gw.child.id().to_string();
+    let mut args = vec![
+        "--gateway",
+        &gw.http,
+        "--broker",
+        &gw.broker,
+        "--prefix",
+        &gw.prefix,
+        "--gateway-pid",
+        &pid,
+        "--publishers",
+        "2",
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(&args)
+        .output()
+        .expect("running the bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("bench printed no JSON ({e}): {stdout}"))
+}
+
+fn assert_delivered_without_loss(r: &Value) {
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("no {k} in {r}"));
+    assert!(n("published") > 0, "nothing published: {r}");
+    assert!(n("frames_received") > 0, "nothing received: {r}");
+    assert_eq!(n("lost"), 0, "{r}");
+    assert_eq!(n("duplicated"), 0, "{r}");
+    assert_eq!(n("wrong_vehicle"), 0, "{r}");
+    assert_eq!(n("healthy_closed"), 0, "{r}");
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+}
+
+#[test]
+fn the_harness_measures_a_real_gateway_without_loss() {
+    let gw = spawn_gateway();
+
+    let all = bench(&gw, &["--clients", "5"]);
+    assert_delivered_without_loss(&all);
+    assert_eq!(all["frames_expected"], all["frames_received"]);
+    assert_eq!(all["clients_connected"], 5);
+    assert!(all["latency_ms"]["p99"].as_f64().is_some(), "{all}");
+
+    let vehicle = bench(&gw, &["--clients", "4", "--mode", "vehicle"]);
+    assert_delivered_without_loss(&vehicle);
+
+    let ingest = bench(&gw, &["--clients", "0", "--qos", "1"]);
+    assert_delivered_without_loss(&ingest);
+    assert_eq!(ingest["frames_received"], ingest["published"]);
+
+    let baseline = bench(&gw, &["--mqtt-subscribers", "3"]);
+    assert_delivered_without_loss(&baseline);
+}
