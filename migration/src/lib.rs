@@ -12,6 +12,7 @@ mod m20261124_000004_create_vehicle_logs;
 mod m20261124_000005_create_rejected_messages;
 mod m20261124_000006_create_seq_cursor;
 mod m20261124_000007_add_dedup_keys;
+mod m20261124_000008_drop_dedup_key_indexes;
 
 mod columns;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_create_rejected_messages::Migration),
             Box::new(m20261124_000006_create_seq_cursor::Migration),
             Box::new(m20261124_000007_add_dedup_keys::Migration),
+            Box::new(m20261124_000008_drop_dedup_key_indexes::Migration),
         ]
     }
 }
