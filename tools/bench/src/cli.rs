@@ -146,7 +146,7 @@ pub struct Args {
     #[arg(long)]
     pub threads: Option<usize>,
 
-    /// Print the result as JSON (one object; an array of steps with --ramp) instead of a table.
+    /// Print the result as one JSON object (a ramp: its steps under `steps`) instead of a table.
     #[arg(long)]
     pub json: bool,
 

@@ -78,8 +78,13 @@ fn run(args: &cli::Args) -> anyhow::Result<()> {
     // Client tasks that did not stop in time must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     if args.json {
+        // One JSON object either way: a ramp's steps are under `steps`.
         let out = if args.ramp {
-            serde_json::to_string_pretty(&reports)?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "scenario": args.scenario_name(),
+                "kind": "ramp",
+                "steps": reports,
+            }))?
         } else {
             serde_json::to_string_pretty(&reports[0])?
         };
@@ -90,7 +95,7 @@ fn run(args: &cli::Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One table from result files, each holding one report or an array of them.
+/// One table from result files, each holding one report or a ramp (`{"steps": [..]}`).
 fn render(files: &[std::path::PathBuf]) -> anyhow::Result<String> {
     let mut all = Vec::new();
     for f in files {
@@ -98,13 +103,20 @@ fn render(files: &[std::path::PathBuf]) -> anyhow::Result<String> {
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
-        match v {
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    all.push(serde_json::from_value(item)?);
+        let steps = match v {
+            serde_json::Value::Object(mut ramp) if ramp.contains_key("steps") => {
+                ramp["steps"].take()
+            }
+            // Files of earlier versions held a ramp as a bare array.
+            other => other,
+        };
+        match steps {
+            serde_json::Value::Array(steps) => {
+                for step in steps {
+                    all.push(serde_json::from_value(step)?);
                 }
             }
-            other => all.push(serde_json::from_value(other)?),
+            one => all.push(serde_json::from_value(one)?),
         }
     }
     Ok(report::table(&all))

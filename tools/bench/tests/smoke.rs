@@ -197,4 +197,37 @@ fn the_harness_measures_a_real_gateway_without_loss() {
 
     let baseline = bench(&gw, &["--mqtt-subscribers", "3"]);
     assert_delivered_without_loss(&baseline);
+
+    // Only --ramp-max-steps ends this ramp: a loaded CI machine must not stop it on latency.
+    let ramp = bench(
+        &gw,
+        &[
+            "--clients",
+            "3",
+            "--ramp",
+            "--ramp-max-steps",
+            "2",
+            "--ramp-p99-ms",
+            "60000",
+        ],
+    );
+    assert_eq!(ramp["kind"], "ramp", "{ramp}");
+    let steps = ramp["steps"].as_array().expect("a ramp has steps");
+    assert_eq!(steps.len(), 2, "{ramp}");
+    for step in steps {
+        assert_delivered_without_loss(step);
+    }
+    assert!(
+        steps[1]["target_rate"].as_f64() > steps[0]["target_rate"].as_f64(),
+        "{ramp}"
+    );
+
+    let slow = bench(&gw, &["--clients", "10", "--slow-ratio", "0.1"]);
+    assert_delivered_without_loss(&slow);
+    assert_eq!(slow["slow"]["clients"], 1, "{slow}");
+
+    let idle = bench(&gw, &["--clients", "5", "--idle"]);
+    assert_eq!(idle["kind"], "idle", "{idle}");
+    assert_eq!(idle["clients_connected"], 5, "{idle}");
+    assert_eq!(idle["healthy_closed"], 0, "{idle}");
 }
