@@ -176,6 +176,8 @@ pub struct Metrics {
     pub acks_stale: AtomicU64,
     /// Counts broker connections lost: an ack belongs to the connection its message came on.
     pub mqtt_connection: AtomicU64,
+    /// Why the last attempt to reach the broker failed; cleared when a session is established.
+    pub mqtt_last_error: std::sync::Mutex<Option<String>>,
     pub last_seq: AtomicI64,
     /// Seconds per batch commit (write and commit of one transaction).
     pub commit_seconds: Histogram,
@@ -215,6 +217,7 @@ impl Default for Metrics {
             acks_owed: AtomicU64::new(0),
             acks_stale: AtomicU64::new(0),
             mqtt_connection: AtomicU64::new(0),
+            mqtt_last_error: std::sync::Mutex::new(None),
             last_seq: AtomicI64::new(0),
             commit_seconds: Histogram::new(SECONDS),
             batch_size: Histogram::new(SIZES),

@@ -31,12 +31,15 @@ struct WsStats {
 
 /// The MQTT ingest's state.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(examples(json!({"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883"})))]
+#[schema(examples(json!({"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null})))]
 struct MqttStatus {
     /// `running` while the ingest task runs, `stopped` after.
     status: &'static str,
     connected: bool,
     broker: String,
+    /// Why the last attempt to reach the broker failed (refused credentials, connection
+    /// refused, TLS); null once a session is established.
+    last_error: Option<String>,
 }
 
 /// The database's state as the store sees it.
@@ -57,6 +60,8 @@ fn mqtt(state: &AppState) -> MqttStatus {
         },
         connected: state.metrics.mqtt_connected.load(Relaxed),
         broker: state.broker.clone(),
+        // unwrap: the lock is never held across a panic.
+        last_error: state.metrics.mqtt_last_error.lock().unwrap().clone(),
     }
 }
 
@@ -80,7 +85,7 @@ fn mqtt(state: &AppState) -> MqttStatus {
                 "rejected": {"invalid_json": 1}, "rejected_total": 1,
                 "frames_sent": 61, "slow_clients_dropped": 0, "batches_committed": 12,
                 "commit_failures": 0, "acks_owed": 0, "acks_stale": 0, "last_seq": 60},
-            "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883"},
+            "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null},
             "database": {"connected": true, "backend": "sqlite"},
             "started_at": "2025-10-18T16:00:00.000Z", "uptime_seconds": 1800})),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),

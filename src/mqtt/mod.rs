@@ -98,6 +98,7 @@ impl Ingest {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
+                    self.set_last_error(None);
                     self.metrics.mqtt_connected.store(true, Relaxed);
                     log::info!("mqtt: connected (session present: {})", ack.session_present);
                     let filters = Topic::filters(&self.prefix)
@@ -165,6 +166,7 @@ impl Ingest {
                 Ok(_) => {}
                 Err(e) => {
                     self.metrics.mqtt_connection.fetch_add(1, Relaxed);
+                    self.set_last_error(Some(describe(&e)));
                     if !recent.is_empty() {
                         suspects = recent.drain(..).collect();
                     }
@@ -189,6 +191,11 @@ impl Ingest {
         self.metrics.mqtt_connected.store(false, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
         self.metrics.mqtt_running.store(false, Relaxed);
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        // unwrap: the lock is never held across a panic.
+        *self.metrics.mqtt_last_error.lock().unwrap() = error;
     }
 
     fn decode(&self, publish: rumqttc::Publish, redelivery: bool) -> Incoming {
@@ -266,8 +273,12 @@ impl Ingest {
 }
 
 fn describe(e: &ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode::{BadUserNamePassword, NotAuthorized};
     match e {
         ConnectionError::Io(io) => io.to_string(),
+        ConnectionError::ConnectionRefused(code @ (BadUserNamePassword | NotAuthorized)) => format!(
+            "the broker refused the credentials ({code:?}); check MQTT_USERNAME and MQTT_PASSWORD (or the user:password in MQTT_URL)"
+        ),
         other => other.to_string(),
     }
 }

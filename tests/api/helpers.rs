@@ -114,6 +114,13 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the application on `resources` with `tweak` applied to its settings, and waits until
 /// it is ready (database reachable, subscribed to the broker).
 pub async fn spawn_with(resources: Resources, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let app = spawn_unready(resources, tweak).await;
+    app.wait_ready().await;
+    app
+}
+
+/// Starts the application like [`spawn_with`] without waiting until it is ready.
+pub async fn spawn_unready(resources: Resources, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut settings = resources.settings();
     tweak(&mut settings);
@@ -143,7 +150,6 @@ pub async fn spawn_with(resources: Resources, tweak: impl FnOnce(&mut Settings))
         server: Some(server),
         publisher: None,
     };
-    test_app.wait_ready().await;
     test_app
 }
 

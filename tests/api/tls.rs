@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::helpers::{spawn_with, wait_for, Resources};
+use crate::helpers::{spawn_unready, spawn_with, wait_for, Resources};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -102,7 +102,7 @@ impl Drop for Broker {
 }
 
 #[actix_web::test]
-async fn the_gateway_reaches_a_tls_broker_with_credentials() {
+async fn the_gateway_reaches_a_tls_broker_with_credentials_and_says_when_they_are_wrong() {
     let dir = std::env::temp_dir().join(crate::helpers::unique("seano-tls-"));
     std::fs::create_dir_all(&dir).unwrap();
     make_credentials(&dir);
@@ -129,10 +129,32 @@ async fn the_gateway_reaches_a_tls_broker_with_credentials() {
     })
     .await;
 
+    // Wrong password: the gateway stays up, says why in /api/mqtt/status, and is not ready.
+    let mut resources = Resources::fresh().await;
+    resources.mqtt_url = Some(format!("mqtts://gateway:wrong-pass@localhost:{tls_port}"));
+    let ca = dir.join("ca.pem");
+    let mut refused = spawn_unready(resources, |s| s.mqtt_ca_file = Some(ca.clone())).await;
+    wait_for("the broker to refuse the credentials", || async {
+        refused.get("/api/mqtt/status").await.1["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused the credentials"))
+    })
+    .await;
+    let (_, status) = refused.get("/api/mqtt/status").await;
+    assert_eq!(status["connected"], false, "{status}");
+    assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(refused.get("/ready").await.0, 503);
+    assert_eq!(refused.get("/health").await.0, 200);
+    refused.stop().await;
+
     let mut resources = Resources::fresh().await;
     resources.mqtt_url = Some(format!("mqtts://gateway:s3cret-pass@localhost:{tls_port}"));
-    let ca = dir.join("ca.pem");
     let mut app = spawn_with(resources, |s| s.mqtt_ca_file = Some(ca)).await;
+    wait_for("the session to be established", || async {
+        let (_, status) = app.get("/api/mqtt/status").await;
+        status["connected"] == true && status["last_error"].is_null()
+    })
+    .await;
     assert_eq!(
         app.get("/api/mqtt/status").await.1["broker"],
         format!("mqtts://localhost:{tls_port}")
