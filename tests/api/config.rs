@@ -1,5 +1,6 @@
 //! Start-up configuration errors name the variable and the fix.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::process::Command;
 
@@ -41,12 +42,17 @@ async fn a_taken_embedded_broker_port_names_mqtt_embedded_addr() {
 }
 
 #[test]
-fn help_lists_every_setting() {
+fn help_lists_every_setting_and_the_readme_documents_each() {
     let out = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
         .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
+    let in_help: BTreeSet<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| rest.split(['=', ']']).next().unwrap())
+        .collect();
     for var in [
         "HTTP_ADDR",
         "DATABASE_URL",
@@ -57,8 +63,27 @@ fn help_lists_every_setting() {
         "BATCH_MAX_MESSAGES",
         "WS_CLIENT_QUEUE",
     ] {
-        assert!(help.contains(var), "--help mentions {var}");
+        assert!(in_help.contains(var), "--help mentions {var}");
     }
+
+    // The README's configuration table: rows are `| `NAME`[, `NAME`] | default | meaning |`.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README has a Configuration section");
+    let in_readme: BTreeSet<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split(" |").next())
+        .flat_map(|names| names.split(['`', ',', ' ']).filter(|n| !n.is_empty()))
+        .filter(|v| *v != "RUST_LOG")
+        .collect();
+    assert_eq!(
+        in_help, in_readme,
+        "--help and the README's table list the same settings"
+    );
 }
 
 #[test]

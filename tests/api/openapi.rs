@@ -334,7 +334,9 @@ fn violations(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<Strin
         for (key, v) in obj {
             match props.get(key) {
                 Some(p) => out.extend(violations(doc, p, v, &format!("{at}.{key}"))),
-                None if schema.get("additionalProperties").is_some() => {}
+                None if schema
+                    .get("additionalProperties")
+                    .is_some_and(|a| a != &Value::Bool(false)) => {}
                 None => out.push(format!("{at}: undocumented key {key}")),
             }
         }

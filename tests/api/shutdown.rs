@@ -85,14 +85,42 @@ async fn a_graceful_restart_under_qos1_traffic_loses_and_duplicates_nothing() {
 
 #[actix_web::test]
 async fn shutdown_refuses_new_streams_and_reports_not_ready() {
-    let app = spawn_app().await;
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let mut app = spawn_app().await;
     let mut ws = app.connect_ws("/api/ws").await;
     ws.next_json().await;
+
+    // Another writer holds the seq cursor, so the shutdown's drain waits on a commit and the
+    // server stays up long enough to be asked.
+    let blocker = app.db.begin().await.unwrap();
+    blocker
+        .execute_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "UPDATE seq_cursor SET value = value WHERE id = 1".to_owned(),
+        ))
+        .await
+        .unwrap();
+    app.publish("3/raw_log", "in flight at shutdown").await;
+    wait_for("the message to reach the store", || async {
+        app.get("/ready").await.1["ingest_in_flight"].as_i64() > Some(0)
+    })
+    .await;
     app.shutdown.cancel();
     match ws.next_event().await {
         WsEvent::Closed(Some(reason)) => assert_eq!(u16::from(reason.code), 1001),
         other => panic!("expected a 1001 close, got {other:?}"),
     }
-    let mut app = app;
+    let (status, ready) = app.get("/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["shutting_down"], true, "{ready}");
+    let (status, body) = app.get("/api/ws").await;
+    assert_eq!(status, 503, "a new stream is refused: {body}");
+
+    blocker.rollback().await.unwrap();
     app.stop().await;
+    assert_eq!(
+        app.count("raw_logs").await,
+        1,
+        "the in-flight message was committed"
+    );
 }
