@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{anyhow, Context};
-use entity::seq_cursor;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,12 +22,10 @@ use crate::ws::SessionConfig;
 /// Messages decoded but not yet taken by the store. Bounded: past it the MQTT task waits.
 const STORE_QUEUE: usize = 10_000;
 
-/// Room in rumqttc's request channel for every ack the store can owe, so `try_ack` never finds
-/// it full. The event loop sends one request per poll and may read ten packets in the next, so
-/// under a flood acks queue up there, not in the store: their number is bounded only by the
-/// packet ids the broker can have unacknowledged, 65,535 per connection (twice, across a
-/// reconnect), plus the subscribe/unsubscribe/disconnect requests. The channel allocates as it
-/// fills, not up front.
+/// Room in rumqttc's request channel. Its event loop sends one request per poll and may read ten
+/// packets in the next, so under a flood acks pile up faster than they leave; what does not fit
+/// here waits, in order, in the store's owed-ack queue (Mosquitto was seen to exceed its own
+/// `max_inflight_messages`, so no broker limit bounds this). The channel allocates as it fills.
 const ACK_CAPACITY: usize = 2 * 65_536 + 1024;
 
 pub struct Application {
@@ -47,11 +44,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         settings.validate()?;
         let db = store::connect(&settings.database_url).await?;
-        let last_seq = seq_cursor::Entity::find_by_id(1)
-            .one(&db)
+        let last_seq = store::replay::last_seq(&db)
             .await
-            .context("reading the seq cursor")?
-            .map_or(0, |c| c.value);
+            .context("reading the seq cursor")?;
 
         let max_payload = settings.max_payload_bytes as usize;
         let mut broker = match &settings.mqtt_url {

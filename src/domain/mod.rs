@@ -12,6 +12,6 @@ mod topic;
 
 pub use decode::{decode, Decoded, RejectReason, Rejection, Telemetry};
 pub use payload::{SensorPayload, StructuredRawLog, VehicleState};
-pub use stored::StoredMessage;
+pub use stored::{raw_json, StoredMessage};
 pub use time::{format_time, parse_timestamp};
 pub use topic::{MessageType, Topic};

@@ -5,6 +5,12 @@ use serde_json::value::RawValue;
 
 use super::MessageType;
 
+/// A frame's `data` in wire form.
+pub fn raw_json<T: serde::Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    // unwrap: JSON values and plain structs of them always serialize.
+    serde_json::value::to_raw_value(value).unwrap()
+}
+
 /// One committed telemetry row, ready to broadcast. `data` and `timestamp` are already in
 /// their wire form so that the hub serializes each message exactly once.
 #[derive(Debug, Clone)]

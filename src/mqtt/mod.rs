@@ -157,20 +157,14 @@ impl Ingest {
                     }
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
-                    self.metrics.mqtt_connection.fetch_add(1, Relaxed);
-                    suspects = recent.drain(..).collect();
+                    self.connection_lost(&mut recent, &mut suspects);
                     self.metrics.mqtt_connected.store(false, Relaxed);
-                    self.metrics.mqtt_subscribed.store(false, Relaxed);
                     log::warn!("mqtt: the broker closed the session");
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.metrics.mqtt_connection.fetch_add(1, Relaxed);
+                    self.connection_lost(&mut recent, &mut suspects);
                     self.set_last_error(Some(describe(&e)));
-                    if !recent.is_empty() {
-                        suspects = recent.drain(..).collect();
-                    }
-                    self.metrics.mqtt_subscribed.store(false, Relaxed);
                     if self.metrics.mqtt_connected.swap(false, Relaxed) {
                         log::warn!("mqtt: connection lost: {e}; reconnecting");
                     } else {
@@ -191,6 +185,14 @@ impl Ingest {
         self.metrics.mqtt_connected.store(false, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
         self.metrics.mqtt_running.store(false, Relaxed);
+    }
+
+    /// The link to the broker is gone: what it delivered without our ack may come again (added
+    /// to the suspects still owed from earlier drops), and acks of this connection are void.
+    fn connection_lost(&self, recent: &mut VecDeque<u16>, suspects: &mut HashSet<u16>) {
+        suspects.extend(recent.drain(..));
+        self.metrics.mqtt_connection.fetch_add(1, Relaxed);
+        self.metrics.mqtt_subscribed.store(false, Relaxed);
     }
 
     fn set_last_error(&self, error: Option<String>) {

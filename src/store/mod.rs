@@ -38,7 +38,8 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             opts.map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {
                     Box::pin(async move {
-                        nodelay_towards(port);
+                        // Reads /proc: off the async runtime.
+                        let _ = tokio::task::spawn_blocking(move || nodelay_towards(port)).await;
                         Ok(())
                     })
                 })

@@ -7,9 +7,8 @@ use entity::{raw_log, sensor_log, vehicle_log};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use serde_json::value::RawValue;
 
-use crate::domain::{MessageType, StoredMessage, VehicleState};
+use crate::domain::{raw_json, MessageType, StoredMessage, VehicleState};
 
 /// Which stored messages to read.
 #[derive(Clone, Debug, Default)]
@@ -140,11 +139,6 @@ pub async fn last_seq(db: &DatabaseConnection) -> Result<i64, DbErr> {
         .map_or(0, |c| c.value))
 }
 
-fn raw(value: &impl serde::Serialize) -> Box<RawValue> {
-    // unwrap: JSON values and plain structs of them always serialize.
-    serde_json::value::to_raw_value(value).unwrap()
-}
-
 pub fn from_raw_log(r: raw_log::Model) -> StoredMessage {
     StoredMessage {
         seq: r.seq,
@@ -152,7 +146,7 @@ pub fn from_raw_log(r: raw_log::Model) -> StoredMessage {
         vehicle_id: r.vehicle_id,
         kind: MessageType::RawLog,
         sensor_id: None,
-        data: raw(&r.data),
+        data: raw_json(&r.data),
         timestamp: r.timestamp,
         received_at: r.received_at,
     }
@@ -165,7 +159,7 @@ pub fn from_sensor_log(r: sensor_log::Model) -> StoredMessage {
         vehicle_id: r.vehicle_id,
         kind: MessageType::SensorLog,
         sensor_id: Some(r.sensor_id),
-        data: raw(&r.data),
+        data: raw_json(&r.data),
         timestamp: r.timestamp,
         received_at: r.received_at,
     }
@@ -206,7 +200,7 @@ pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
         vehicle_id: r.vehicle_id,
         kind: MessageType::VehicleLog,
         sensor_id: None,
-        data: raw(&vehicle_state(&r)),
+        data: raw_json(&vehicle_state(&r)),
         timestamp: r.timestamp,
         received_at: r.received_at,
     }

@@ -14,12 +14,13 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
     QueryTrait, Statement, TransactionTrait,
 };
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Decoded, MessageType, RejectReason, Rejection, StoredMessage, Telemetry};
+use crate::domain::{
+    raw_json, Decoded, MessageType, RejectReason, Rejection, StoredMessage, Telemetry,
+};
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 
@@ -84,6 +85,8 @@ pub struct Writer {
     /// poll and may read ten packets in the next, so while the broker floods the gateway, acks
     /// queue up faster than they leave; they wait here, in order, never dropped.
     owed: VecDeque<Owed>,
+    /// Once shutdown has begun: when the whole drain stops retrying failed commits.
+    give_up_at: Option<Instant>,
 }
 
 /// Rows per INSERT statement, under SQLite's and PostgreSQL's bind-parameter limits.
@@ -110,6 +113,7 @@ impl Writer {
             config,
             shutdown,
             owed: VecDeque::new(),
+            give_up_at: None,
         };
         (writer, StoreHandle { tx })
     }
@@ -184,7 +188,6 @@ impl Writer {
             return;
         }
         let mut backoff = Duration::from_millis(50);
-        let mut give_up_at = None;
         // After a failed attempt the outcome is unknown (the commit may have landed before the
         // connection broke): from then on every message is checked against what is stored.
         let mut suspect_all = false;
@@ -214,8 +217,11 @@ impl Writer {
                 }
             }
             if self.shutdown.is_cancelled() {
-                let deadline = *give_up_at
-                    .get_or_insert_with(|| Instant::now() + self.config.shutdown_timeout);
+                // One deadline for the whole drain, not one per batch.
+                let timeout = self.config.shutdown_timeout;
+                let deadline = *self
+                    .give_up_at
+                    .get_or_insert_with(|| Instant::now() + timeout);
                 if Instant::now() >= deadline {
                     log::error!(
                         "store: giving up on {} uncommitted messages at shutdown; they stay unacknowledged and the broker redelivers them",
@@ -439,11 +445,11 @@ async fn write_batch(
                     received_at: Set(m.received_at),
                     dedup_key: Set(*key),
                 });
-                (None, to_raw(line))
+                (None, raw_json(line))
             }
             Telemetry::SensorLog { sensor_id, data } => {
                 let data = serde_json::Value::Object(data.clone());
-                let raw = to_raw(&data);
+                let raw = raw_json(&data);
                 sensors.push(sensor_log::ActiveModel {
                     id: NotSet,
                     seq: Set(seq),
@@ -464,7 +470,7 @@ async fn write_batch(
                     (timestamp, m.received_at),
                     *key,
                 ));
-                (None, to_raw(state))
+                (None, raw_json(state))
             }
         };
         out.push(StoredMessage {
@@ -534,14 +540,20 @@ async fn stored<E: EntityTrait>(
     floor: i64,
     [vehicle_id, dedup_key, seq]: [E::Column; 3],
 ) -> Result<Vec<(i64, i64)>, DbErr> {
-    E::find()
-        .select_only()
-        .columns([vehicle_id, dedup_key])
-        .filter(dedup_key.is_in(keys))
-        .filter(seq.gt(floor))
-        .into_tuple()
-        .all(txn)
-        .await
+    let mut found = Vec::new();
+    // A batch may be all suspects: stay under the databases' bind-parameter limits.
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<(i64, i64)> = E::find()
+            .select_only()
+            .columns([vehicle_id, dedup_key])
+            .filter(dedup_key.is_in(chunk.iter().copied()))
+            .filter(seq.gt(floor))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
 }
 
 /// The (vehicle, dedup key) pairs among `suspects` that are already stored above `floor`.
@@ -634,11 +646,6 @@ fn chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
         out.push(rows);
     }
     out
-}
-
-fn to_raw<T: serde::Serialize + ?Sized>(value: &T) -> Box<RawValue> {
-    // unwrap: serializing a JSON value or a plain struct of JSON values cannot fail.
-    serde_json::value::to_raw_value(value).unwrap()
 }
 
 fn vehicle_log_row(
