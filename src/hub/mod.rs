@@ -11,7 +11,7 @@ pub mod frame;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
@@ -33,13 +33,6 @@ pub type ClientId = u64;
 pub enum Stream {
     AllVehicles,
     Vehicle(i64),
-}
-
-/// Why the hub ended a client's stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kick {
-    /// Its queue overflowed.
-    SlowConsumer,
 }
 
 /// A place among the capped number of connections, taken before the upgrade and given back
@@ -68,22 +61,14 @@ pub struct Registration {
     pub id: ClientId,
     /// Frames for this client, in commit order.
     pub frames: mpsc::Receiver<Frame>,
-    /// Cancelled when the hub ends this client's stream; [`Registration::kick_reason`] says why.
+    /// Cancelled when the hub ends this client's stream: its queue overflowed (slow consumer).
     pub kicked: CancellationToken,
-    kick_reason: Arc<OnceLock<Kick>>,
     pub filter: Filter,
-    pub connection_count: usize,
     /// The last seq broadcast before this client was added: live frames start after it.
     pub last_seq: i64,
     /// Set for `conflate=latest` clients: frames parked while the queue was full.
     pub conflation: Option<Arc<Conflation>>,
     _slot: ConnectionSlot,
-}
-
-impl Registration {
-    pub fn kick_reason(&self) -> Option<Kick> {
-        self.kick_reason.get().copied()
-    }
 }
 
 /// One connection as `/api/ws/stats` shows it (SEANO's shape plus our fields).
@@ -206,7 +191,6 @@ struct Client {
     connected_at: DateTime<Utc>,
     tx: mpsc::Sender<Frame>,
     kicked: CancellationToken,
-    kick_reason: Arc<OnceLock<Kick>>,
     conflation: Option<Arc<Conflation>>,
 }
 
@@ -282,7 +266,6 @@ impl Hub {
                 self.next_id += 1;
                 let (tx, frames) = mpsc::channel(self.queue);
                 let kicked = CancellationToken::new();
-                let kick_reason = Arc::new(OnceLock::new());
                 self.clients.insert(
                     id,
                     Client {
@@ -291,7 +274,6 @@ impl Hub {
                         connected_at: Utc::now(),
                         tx,
                         kicked: kicked.clone(),
-                        kick_reason: kick_reason.clone(),
                         conflation: conflation.clone(),
                     },
                 );
@@ -299,9 +281,7 @@ impl Hub {
                     id,
                     frames,
                     kicked,
-                    kick_reason,
                     filter,
-                    connection_count: self.connections.load(Relaxed),
                     last_seq: self.last_seq,
                     conflation,
                     _slot: slot,
@@ -326,11 +306,10 @@ impl Hub {
     }
 
     fn fan_out(&mut self, batch: Vec<StoredMessage>) {
-        let broadcast_time = format_time(Utc::now());
-
+        let now = Utc::now();
+        let broadcast_time = format_time(now);
         let count = self.connections.load(Relaxed);
         let mut dropped: HashSet<ClientId> = HashSet::new();
-        let now = Utc::now();
         for msg in &batch {
             self.metrics.broadcast.add(msg.kind, 1);
             let lag = (now - msg.received_at)
@@ -362,7 +341,6 @@ impl Hub {
                 match sent {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(())) => {
-                        let _ = client.kick_reason.set(Kick::SlowConsumer);
                         client.kicked.cancel();
                         self.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
                         log::warn!(

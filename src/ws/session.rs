@@ -15,9 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::protocol::{self, close, ClientFrame};
 use crate::auth::Scope;
 use crate::domain::{format_time, MessageType};
-use crate::hub::{
-    frame, ConnectionSlot, Filter, FilterChange, HubHandle, Kick, Registration, Stream,
-};
+use crate::hub::{frame, ConnectionSlot, Filter, FilterChange, HubHandle, Registration, Stream};
 use crate::metrics::Metrics;
 use crate::store::replay;
 
@@ -250,9 +248,7 @@ async fn serve(
             biased;
             _ = &mut shutdown => return Some(reason(close::GOING_AWAY, "server shutting down")),
             _ = &mut kicked => {
-                return match reg.kick_reason() {
-                    Some(Kick::SlowConsumer) | None => Some(reason(close::SLOW_CONSUMER, "slow consumer: reconnect and resume with since=")),
-                };
+                return Some(reason(close::SLOW_CONSUMER, "slow consumer: reconnect and resume with since="));
             }
             frame = reg.frames.recv() => match frame {
                 Some(frame) if frame.seq <= replayed_up_to => continue,
