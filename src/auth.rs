@@ -39,14 +39,95 @@ pub enum AuthError {
     Forbidden(String),
 }
 
+/// Which browser origins may use the API and the streams (`ALLOWED_ORIGINS`).
+///
+/// A request without an `Origin` header (a non-browser client) is never refused for it. The
+/// gateway's own origin (the page it served, `Origin` naming the request's `Host`) is always
+/// allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// Unset: loopback origins (`localhost`, `127.0.0.0/8`, `[::1]`, any port, for local dev
+    /// servers) besides the gateway's own.
+    #[default]
+    Loopback,
+    /// A list: exactly these origins besides the gateway's own.
+    Listed(Vec<String>),
+    /// `*`: any origin (with a warning at start-up).
+    Any,
+}
+
+impl OriginPolicy {
+    /// Parses `ALLOWED_ORIGINS`: unset or empty, `*`, or comma-separated origins such as
+    /// `https://ops.example.org,http://localhost:5173`.
+    pub fn parse(raw: Option<&str>) -> Result<OriginPolicy, String> {
+        let entries: Vec<&str> = raw
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .collect();
+        if entries.is_empty() {
+            return Ok(OriginPolicy::Loopback);
+        }
+        if entries.contains(&"*") {
+            if entries.len() > 1 {
+                return Err("ALLOWED_ORIGINS is either * or a list of origins, not both".into());
+            }
+            return Ok(OriginPolicy::Any);
+        }
+        let mut list = Vec::new();
+        for entry in entries {
+            let origin = entry.trim_end_matches('/');
+            let parsed = url::Url::parse(origin)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .filter(|u| u.path() == "/" && u.query().is_none())
+                .ok_or_else(|| {
+                    format!("'{entry}' is not an origin like https://ops.example.org or http://localhost:5173")
+                })?;
+            list.push(parsed.origin().ascii_serialization());
+        }
+        Ok(OriginPolicy::Listed(list))
+    }
+
+    /// Whether a browser page from `origin` may use a gateway reached as `host` (the request's
+    /// `Host` header).
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        let Some(parsed) = url::Url::parse(origin)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+        else {
+            // `null` (sandboxed frames, file pages) and anything else unparsable.
+            return matches!(self, OriginPolicy::Any);
+        };
+        let serialized = parsed.origin().ascii_serialization();
+        let authority = serialized.split_once("://").map_or("", |(_, a)| a);
+        if host.is_some_and(|h| h.eq_ignore_ascii_case(authority)) {
+            return true;
+        }
+        match self {
+            OriginPolicy::Any => true,
+            OriginPolicy::Listed(list) => list.contains(&serialized),
+            OriginPolicy::Loopback => match parsed.host() {
+                Some(url::Host::Domain(d)) => {
+                    d.eq_ignore_ascii_case("localhost")
+                        || d.to_ascii_lowercase().ends_with(".localhost")
+                }
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
     /// SHA-256 of each static token, with its scope: compared digest to digest, every entry,
     /// so the time taken says nothing about a token's length or which entry matched.
     tokens: Vec<([u8; 32], Scope)>,
     jwt_secret: Option<Vec<u8>>,
-    /// Empty: any Origin.
-    origins: Vec<String>,
+    origins: OriginPolicy,
 }
 
 impl Auth {
@@ -91,12 +172,7 @@ impl Auth {
             }
             other => other.map(|s| s.as_bytes().to_vec()),
         };
-        let origins = origins
-            .unwrap_or("")
-            .split(',')
-            .map(|o| o.trim().trim_end_matches('/').to_owned())
-            .filter(|o| !o.is_empty() && o != "*")
-            .collect();
+        let origins = OriginPolicy::parse(origins)?;
         Ok(Auth {
             tokens: parsed
                 .into_iter()
@@ -112,22 +188,18 @@ impl Auth {
         !self.tokens.is_empty() || self.jwt_secret.is_some()
     }
 
-    /// The browsers' origins allowed (empty: any), for CORS too.
-    pub fn origins(&self) -> &[String] {
+    /// The browsers' origins allowed, for CORS too.
+    pub fn origins(&self) -> &OriginPolicy {
         &self.origins
     }
 
-    /// Refuses a browser request from an Origin that is not allowed.
-    pub fn check_origin(&self, origin: Option<&str>) -> Result<(), AuthError> {
+    /// Refuses a browser request from an Origin that is not allowed; `host` is the request's
+    /// `Host` header (the gateway's own origin is always allowed).
+    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), AuthError> {
         match origin {
-            Some(o)
-                if !self.origins.is_empty()
-                    && !self.origins.iter().any(|a| a == o.trim_end_matches('/')) =>
-            {
-                Err(AuthError::Forbidden(format!(
-                    "origin '{o}' is not allowed (ALLOWED_ORIGINS)"
-                )))
-            }
+            Some(o) if !self.origins.allows(o, host) => Err(AuthError::Forbidden(format!(
+                "origin '{o}' is not allowed: set ALLOWED_ORIGINS to allow it"
+            ))),
             _ => Ok(()),
         }
     }
@@ -291,20 +363,63 @@ mod tests {
     }
 
     #[test]
-    fn origins_are_checked_only_when_listed() {
-        let open = Auth::new(None, None, None).unwrap();
-        assert!(open.check_origin(Some("https://evil.example")).is_ok());
-        let closed = Auth::new(
+    fn by_default_only_the_gateways_own_and_loopback_origins_are_allowed() {
+        let default = Auth::new(None, None, None).unwrap();
+        let host = Some("gw.example:8000");
+        for allowed in [
+            "http://localhost:5173",
+            "http://127.0.0.1:3000",
+            "http://[::1]:8080",
+            "http://gw.example:8000",
+            "https://app.localhost",
+        ] {
+            assert!(
+                default.check_origin(Some(allowed), host).is_ok(),
+                "{allowed}"
+            );
+        }
+        for refused in [
+            "https://evil.example",
+            "null",
+            "http://localhost.evil.example",
+            "http://gw.example:8001",
+            "file://",
+        ] {
+            assert!(
+                default.check_origin(Some(refused), host).is_err(),
+                "{refused}"
+            );
+        }
+        assert!(
+            default.check_origin(None, host).is_ok(),
+            "non-browser clients send no Origin"
+        );
+    }
+
+    #[test]
+    fn a_list_replaces_the_loopback_default_and_star_allows_all() {
+        let listed = Auth::new(
             None,
             None,
             Some("https://ops.example.org/, http://localhost:5173"),
         )
         .unwrap();
-        assert!(closed.check_origin(Some("https://ops.example.org")).is_ok());
-        assert!(
-            closed.check_origin(None).is_ok(),
-            "non-browser clients send no Origin"
-        );
-        assert!(closed.check_origin(Some("https://evil.example")).is_err());
+        assert!(listed
+            .check_origin(Some("https://ops.example.org"), None)
+            .is_ok());
+        assert!(listed
+            .check_origin(Some("http://localhost:5173"), None)
+            .is_ok());
+        assert!(listed
+            .check_origin(Some("http://localhost:3000"), None)
+            .is_err());
+        assert!(listed
+            .check_origin(Some("https://evil.example"), None)
+            .is_err());
+        let any = Auth::new(None, None, Some("*")).unwrap();
+        assert_eq!(any.origins(), &OriginPolicy::Any);
+        assert!(any.check_origin(Some("https://evil.example"), None).is_ok());
+        assert!(Auth::new(None, None, Some("*, https://a.example")).is_err());
+        assert!(Auth::new(None, None, Some("ops.example.org")).is_err());
     }
 }

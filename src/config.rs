@@ -22,6 +22,7 @@ pub mod defaults {
     pub const WS_MAX_FRAME_BYTES: u64 = 64 * 1024;
     pub const WS_HEARTBEAT_SECS: u64 = 15;
     pub const WS_CLIENT_TIMEOUT_SECS: u64 = 45;
+    pub const WS_STALL_TIMEOUT_SECS: u64 = 30;
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
     pub const WS_CLIENT_RATE: u64 = 20;
@@ -95,7 +96,7 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub batch_window_ms: u64,
 
-    /// Frames queued for one WebSocket client before it counts as too slow and is disconnected.
+    /// Frames queued for one WebSocket client; past it the client catches up from the database.
     #[arg(long, env = "WS_CLIENT_QUEUE", value_name = "WS_CLIENT_QUEUE", default_value_t = defaults::WS_CLIENT_QUEUE,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_client_queue: u64,
@@ -119,6 +120,11 @@ pub struct Settings {
     #[arg(long, env = "WS_CLIENT_TIMEOUT_SECS", value_name = "WS_CLIENT_TIMEOUT_SECS", default_value_t = defaults::WS_CLIENT_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(2..=86_400))]
     pub ws_client_timeout_secs: u64,
+
+    /// Seconds a client's socket may take nothing before it is closed as a slow consumer (3001).
+    #[arg(long, env = "WS_STALL_TIMEOUT_SECS", value_name = "WS_STALL_TIMEOUT_SECS", default_value_t = defaults::WS_STALL_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ws_stall_timeout_secs: u64,
 
     /// Messages per second a client may send on average (pings, subscriptions); more are dropped.
     #[arg(long, env = "WS_CLIENT_RATE", value_name = "WS_CLIENT_RATE", default_value_t = defaults::WS_CLIENT_RATE,
@@ -159,8 +165,8 @@ pub struct Settings {
     )]
     pub auth_jwt_secret: Option<String>,
 
-    /// Browser origins allowed to use the API and the streams (comma-separated); unset: any.
-    /// Also the CORS allow-list.
+    /// Browser origins allowed besides the gateway's own (comma-separated, or `*` for any);
+    /// unset: loopback origins only. Also the CORS allow-list.
     #[arg(long, env = "ALLOWED_ORIGINS", value_name = "ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
 
@@ -199,6 +205,7 @@ impl Default for Settings {
             ws_max_frame_bytes: defaults::WS_MAX_FRAME_BYTES,
             ws_heartbeat_secs: defaults::WS_HEARTBEAT_SECS,
             ws_client_timeout_secs: defaults::WS_CLIENT_TIMEOUT_SECS,
+            ws_stall_timeout_secs: defaults::WS_STALL_TIMEOUT_SECS,
             shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
             ws_replay_window: defaults::WS_REPLAY_WINDOW,
             ws_client_rate: defaults::WS_CLIENT_RATE,
@@ -258,6 +265,13 @@ impl Settings {
                     "Use a stable name such as seano-gateway; it identifies the persistent session",
             });
         }
+        crate::auth::OriginPolicy::parse(self.allowed_origins.as_deref()).map_err(|problem| {
+            ConfigError {
+                variable: "ALLOWED_ORIGINS",
+                problem,
+                fix: "Use * or origins such as https://ops.example.org,http://localhost:5173",
+            }
+        })?;
         self.auth().map_err(|problem| ConfigError {
             variable: if problem.contains("JWT") { "AUTH_JWT_SECRET" } else { "AUTH_TOKENS" },
             problem,

@@ -159,8 +159,15 @@ pub struct Metrics {
     rejected: [AtomicU64; RejectReason::ALL.len()],
     /// Frames written to WebSocket clients (data and control).
     pub frames_sent: AtomicU64,
-    /// Clients disconnected because their queue overflowed.
+    /// Clients closed (3001) because their socket took nothing for WS_STALL_TIMEOUT_SECS, or
+    /// they fell further behind than the replay window.
     pub slow_clients_dropped: AtomicU64,
+    /// Times a reading client's queue overflowed in a burst and it caught up from the database
+    /// instead of being disconnected.
+    pub clients_caught_up: AtomicU64,
+    /// Messages taken from the broker and held by the MQTT task while the store's queue is full
+    /// (the event loop keeps being polled, so keep-alives still flow).
+    pub ingest_backlog: AtomicU64,
     /// Frames `conflate=latest` clients skipped.
     pub frames_conflated: AtomicU64,
     /// Client messages dropped by the per-connection rate limit.
@@ -209,6 +216,8 @@ impl Default for Metrics {
             rejected: Default::default(),
             frames_sent: AtomicU64::new(0),
             slow_clients_dropped: AtomicU64::new(0),
+            clients_caught_up: AtomicU64::new(0),
+            ingest_backlog: AtomicU64::new(0),
             frames_conflated: AtomicU64::new(0),
             client_messages_dropped: AtomicU64::new(0),
             batches_committed: AtomicU64::new(0),
@@ -244,6 +253,10 @@ pub struct PipelineStats {
     pub rejected_total: u64,
     pub frames_sent: u64,
     pub slow_clients_dropped: u64,
+    /// Bursts a reading client caught up on from the database instead of being disconnected.
+    pub clients_caught_up: u64,
+    /// Messages held by the MQTT task while the store is behind.
+    pub ingest_backlog: u64,
     pub frames_conflated: u64,
     pub client_messages_dropped: u64,
     pub batches_committed: u64,
@@ -300,6 +313,8 @@ impl Metrics {
             rejected,
             frames_sent: self.frames_sent.load(Relaxed),
             slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
+            clients_caught_up: self.clients_caught_up.load(Relaxed),
+            ingest_backlog: self.ingest_backlog.load(Relaxed),
             frames_conflated: self.frames_conflated.load(Relaxed),
             client_messages_dropped: self.client_messages_dropped.load(Relaxed),
             batches_committed: self.batches_committed.load(Relaxed),

@@ -80,6 +80,17 @@ impl Application {
         if auth.enabled() {
             log::info!("access control on: a token is required on /api and the streams");
         }
+        match auth.origins() {
+            crate::auth::OriginPolicy::Any => log::warn!(
+                "ALLOWED_ORIGINS=*: any web page a user of this gateway visits may read its API and streams"
+            ),
+            crate::auth::OriginPolicy::Loopback => log::info!(
+                "browser origins allowed: the gateway's own and loopback (set ALLOWED_ORIGINS to allow others)"
+            ),
+            crate::auth::OriginPolicy::Listed(list) => {
+                log::info!("browser origins allowed: the gateway's own and {}", list.join(", "))
+            }
+        }
         let metrics = Arc::new(Metrics::default());
         metrics
             .last_seq
@@ -153,6 +164,7 @@ impl Application {
                 replay_window: settings.ws_replay_window as i64,
                 client_rate: settings.ws_client_rate as f64,
                 client_burst: settings.ws_client_burst as f64,
+                stall_timeout: Duration::from_secs(settings.ws_stall_timeout_secs),
             },
             max_frame_bytes: settings.ws_max_frame_bytes as usize,
             shutdown: shutdown.clone(),
@@ -163,7 +175,6 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(actix_web::middleware::from_fn(http::guard::require_auth))
                 .wrap(cors(&auth))
                 .configure(http::routes)
         })
@@ -173,7 +184,7 @@ impl Application {
         .shutdown_timeout(5)
         .run();
         log::info!(
-            "listening on http://127.0.0.1:{port} (HTTP_ADDR {}); MQTT {broker}, topics {}/+/{{raw_log,sensor_log,vehicle_log}}; database {}",
+            "listening on http://127.0.0.1:{port} (HTTP_ADDR {}); MQTT {broker}, topics {}/#; database {}",
             settings.http_addr,
             settings.mqtt_topic_prefix,
             store::redact(&settings.database_url),
@@ -243,17 +254,23 @@ impl Application {
     }
 }
 
-/// CORS from the same allow-list as the Origin check (any origin when it is empty).
+/// CORS from the same rule as the Origin check: a browser page from an origin that is not
+/// allowed gets no `Access-Control-Allow-Origin`, so it cannot read any answer.
 fn cors(auth: &crate::auth::Auth) -> actix_cors::Cors {
-    let cors = actix_cors::Cors::default()
+    let policy = auth.origins().clone();
+    actix_cors::Cors::default()
         .allow_any_method()
         .allow_any_header()
-        .max_age(3600);
-    if auth.origins().is_empty() {
-        cors.allow_any_origin()
-    } else {
-        auth.origins().iter().fold(cors, |c, o| c.allowed_origin(o))
-    }
+        .max_age(3600)
+        .allowed_origin_fn(move |origin, head| {
+            let host = head
+                .headers()
+                .get(actix_web::http::header::HOST)
+                .and_then(|h| h.to_str().ok());
+            origin
+                .to_str()
+                .is_ok_and(|origin| policy.allows(origin, host))
+        })
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

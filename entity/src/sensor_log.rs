@@ -11,7 +11,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub seq: i64,
     pub vehicle_id: i64,
+    /// The integer sensor id; 0 when the sensor is named by `sensor_code` instead.
     pub sensor_id: i64,
+    /// The sensor's code (`TEMP-001`), when it is named by one.
+    pub sensor_code: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]
     pub data: Json,
     pub timestamp: DateTimeUtc,

@@ -13,6 +13,7 @@ mod m20261124_000005_create_rejected_messages;
 mod m20261124_000006_create_seq_cursor;
 mod m20261124_000007_add_dedup_keys;
 mod m20261124_000008_drop_dedup_key_indexes;
+mod m20261130_000009_add_vehicle_and_sensor_codes;
 
 mod columns;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_create_seq_cursor::Migration),
             Box::new(m20261124_000007_add_dedup_keys::Migration),
             Box::new(m20261124_000008_drop_dedup_key_indexes::Migration),
+            Box::new(m20261130_000009_add_vehicle_and_sensor_codes::Migration),
         ]
     }
 }

@@ -4,15 +4,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::payload::kind_of;
+use super::payload::{as_number, kind_of};
 use super::time::parse_timestamp;
-use super::topic::{MessageType, Topic, TopicError};
+use super::topic::{is_code, MessageType, Topic, TopicError, VehicleKey};
 use super::VehicleState;
 
 /// A message that passed validation, ready to be stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decoded {
-    pub vehicle_id: i64,
+    /// The vehicle as its topic names it; the store turns a code into the vehicle's id.
+    pub vehicle: VehicleKey,
     /// The vehicle's own timestamp, if it sent one.
     pub timestamp: Option<DateTime<Utc>>,
     pub body: Telemetry,
@@ -22,7 +23,7 @@ pub struct Decoded {
 pub enum Telemetry {
     RawLog(String),
     SensorLog {
-        sensor_id: i64,
+        sensor: SensorRef,
         data: Map<String, Value>,
     },
     VehicleLog(Box<VehicleState>),
@@ -38,13 +39,47 @@ impl Telemetry {
     }
 }
 
+/// How a sensor is named: an integer `sensor_id`, or a code (`TEMP-001`) given as a string
+/// `sensor_id` or by the topic `{prefix}/{vehicle}/{sensor}/sensor_log`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SensorRef {
+    Id(i64),
+    Code(String),
+}
+
+impl SensorRef {
+    /// A sensor level or string: digits (and a sign) are an id, anything else must be a code.
+    pub fn parse(raw: &str) -> Option<SensorRef> {
+        if let Some(id) = as_number(&Value::String(raw.to_owned())).and_then(|n| n.as_i64()) {
+            return Some(SensorRef::Id(id));
+        }
+        is_code(raw).then(|| SensorRef::Code(raw.to_owned()))
+    }
+
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            SensorRef::Id(id) => Some(*id),
+            SensorRef::Code(_) => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SensorRef::Id(_) => None,
+            SensorRef::Code(code) => Some(code),
+        }
+    }
+}
+
 /// Why a message was rejected; the machine-readable half of a [`Rejection`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
-    /// Not `{prefix}/{vehicle_id}/{raw_log|sensor_log|vehicle_log}`.
+    /// Under the prefix, but not `{prefix}/{vehicle}/{raw_log|sensor_log|vehicle_log}` nor
+    /// `{prefix}/{vehicle}/{sensor}/sensor_log`.
     UnknownTopic,
-    /// The vehicle id level is not a positive integer.
+    /// The vehicle level is neither a positive integer id nor a registration code (or the
+    /// sensor level is not a sensor id or code).
     InvalidVehicleId,
     EmptyPayload,
     PayloadTooLarge,
@@ -117,11 +152,15 @@ pub fn decode(
     let topic = Topic::parse(prefix, topic).map_err(|e| match e {
         TopicError::UnknownTopic => Rejection::new(
             RejectReason::UnknownTopic,
-            format!("topic is not {prefix}/{{vehicle_id}}/{{raw_log|sensor_log|vehicle_log}}"),
+            format!("topic is not {prefix}/{{vehicle}}/{{raw_log|sensor_log|vehicle_log}} nor {prefix}/{{vehicle}}/{{sensor}}/sensor_log"),
         ),
-        TopicError::InvalidVehicleId(id) => Rejection::new(
+        TopicError::InvalidVehicleId(why) => Rejection::new(
             RejectReason::InvalidVehicleId,
-            format!("vehicle id '{id}' is not a positive integer"),
+            format!("vehicle level: {why}"),
+        ),
+        TopicError::InvalidSensor(raw) => Rejection::new(
+            RejectReason::InvalidVehicleId,
+            format!("sensor level '{raw}' is neither an integer id nor a code (letters, digits, '-' or '_', with a letter)"),
         ),
     })?;
     if payload.is_empty() {
@@ -148,7 +187,7 @@ pub fn decode(
 
     let (timestamp, body) = match topic.kind {
         MessageType::RawLog => decode_raw_log(text)?,
-        MessageType::SensorLog => decode_sensor_log(parse_object(text)?)?,
+        MessageType::SensorLog => decode_sensor_log(parse_object(text)?, topic.sensor)?,
         MessageType::VehicleLog => {
             let mut obj = parse_object(text)?;
             let timestamp = take_timestamp(&mut obj)?;
@@ -157,7 +196,7 @@ pub fn decode(
         }
     };
     Ok(Decoded {
-        vehicle_id: topic.vehicle_id,
+        vehicle: topic.vehicle,
         timestamp,
         body,
     })
@@ -186,38 +225,82 @@ fn decode_raw_log(text: &str) -> Result<Parts, Rejection> {
     Ok((None, Telemetry::RawLog(text.to_owned())))
 }
 
-fn decode_sensor_log(mut obj: Map<String, Value>) -> Result<Parts, Rejection> {
+/// `{"sensor_id": 5 | "TEMP-001", "data": {..}, "timestamp"?}`; on a topic that names the
+/// sensor (`{prefix}/{vehicle}/{sensor}/sensor_log`), that form without `sensor_id`, or a flat
+/// object of readings (`{"depth": 25.4, "timestamp"?: ..}`) as SEANO's sensors send them.
+fn decode_sensor_log(
+    mut obj: Map<String, Value>,
+    topic_sensor: Option<String>,
+) -> Result<Parts, Rejection> {
     let timestamp = take_timestamp(&mut obj)?;
-    let sensor_id = match obj.remove("sensor_id") {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| Rejection::field(format!("sensor_id must be an integer, got {n}")))?,
-        Some(v) => {
-            return Err(Rejection::field(format!(
-                "sensor_id must be an integer, got {}",
-                kind_of(&v)
-            )))
+    let nested = matches!(obj.get("data"), Some(Value::Object(_)))
+        && obj.keys().all(|k| k == "data" || k == "sensor_id");
+    let (sensor, data) = match topic_sensor {
+        Some(level) => {
+            let sensor = SensorRef::parse(&level).ok_or_else(|| {
+                Rejection::field(format!("sensor '{level}' is neither an id nor a code"))
+            })?;
+            if !nested {
+                (sensor, obj)
+            } else {
+                if let Some(v) = obj.remove("sensor_id") {
+                    if sensor_of(&v)? != sensor {
+                        return Err(Rejection::field(format!(
+                            "sensor_id {v} contradicts the topic's sensor '{level}'"
+                        )));
+                    }
+                }
+                match obj.remove("data") {
+                    Some(Value::Object(data)) => (sensor, data),
+                    _ => unreachable!("`nested` checked that data is an object"),
+                }
+            }
         }
-        None => return Err(Rejection::field("sensor_id is missing")),
-    };
-    let data = match obj.remove("data") {
-        Some(Value::Object(data)) => data,
-        Some(v) => {
-            return Err(Rejection::field(format!(
-                "data must be an object, got {}",
-                kind_of(&v)
-            )))
+        None => {
+            let sensor = match obj.remove("sensor_id") {
+                Some(v) => sensor_of(&v)?,
+                None => return Err(Rejection::field("sensor_id is missing")),
+            };
+            let data = match obj.remove("data") {
+                Some(Value::Object(data)) => data,
+                Some(v) => {
+                    return Err(Rejection::field(format!(
+                        "data must be an object, got {}",
+                        kind_of(&v)
+                    )))
+                }
+                None => return Err(Rejection::field("data is missing")),
+            };
+            if let Some(key) = obj.keys().next() {
+                // No column would keep it, and dropping it would lose what the vehicle sent.
+                return Err(Rejection::field(format!(
+                    "unknown field '{key}' (a sensor_log has sensor_id, data and timestamp)"
+                )));
+            }
+            (sensor, data)
         }
-        None => return Err(Rejection::field("data is missing")),
     };
-    if let Some(key) = obj.keys().next() {
-        // No column would keep it, and dropping it would lose what the vehicle sent.
-        return Err(Rejection::field(format!(
-            "unknown field '{key}' (a sensor_log has sensor_id, data and timestamp)"
-        )));
-    }
     check_json_no_nul(&data)?;
-    Ok((timestamp, Telemetry::SensorLog { sensor_id, data }))
+    Ok((timestamp, Telemetry::SensorLog { sensor, data }))
+}
+
+/// A `sensor_id`: an integer, a string holding one, or a sensor code.
+fn sensor_of(v: &Value) -> Result<SensorRef, Rejection> {
+    let bad = || {
+        Rejection::field(format!(
+            "sensor_id must be an integer or a sensor code, got {}",
+            match v {
+                Value::String(s) => format!("'{s}'"),
+                Value::Number(n) => n.to_string(),
+                other => kind_of(other).to_owned(),
+            }
+        ))
+    };
+    match v {
+        Value::Number(n) => n.as_i64().map(SensorRef::Id).ok_or_else(bad),
+        Value::String(s) => SensorRef::parse(s).ok_or_else(bad),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_object(text: &str) -> Result<Map<String, Value>, Rejection> {
@@ -336,6 +419,56 @@ mod tests {
     }
 
     #[test]
+    fn sensors_are_named_by_id_code_or_topic() {
+        let sensor = |topic: &str, payload: &[u8]| match decode("seano", topic, payload, MAX)
+            .unwrap()
+            .body
+        {
+            Telemetry::SensorLog { sensor, data } => (sensor, Value::Object(data)),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            sensor("seano/1/sensor_log", br#"{"sensor_id":"5","data":{"t":1}}"#),
+            (SensorRef::Id(5), serde_json::json!({"t": 1}))
+        );
+        assert_eq!(
+            sensor(
+                "seano/1/sensor_log",
+                br#"{"sensor_id":"TEMP-001","data":{"t":1}}"#
+            )
+            .0,
+            SensorRef::Code("TEMP-001".into())
+        );
+        let d = decode(
+            "seano",
+            "seano/USV-003/CTD-01/sensor_log",
+            br#"{"depth":25.4,"salinity":"33.8","timestamp":"2025-01-01T08:30:00Z"}"#,
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(d.vehicle, VehicleKey::Code("USV-003".into()));
+        assert!(d.timestamp.is_some());
+        assert_eq!(
+            d.body,
+            Telemetry::SensorLog {
+                sensor: SensorRef::Code("CTD-01".into()),
+                data: serde_json::json!({"depth": 25.4, "salinity": "33.8"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            }
+        );
+        assert_eq!(
+            sensor("seano/2/9/sensor_log", br#"{"sensor_id":9,"data":{"t":1}}"#),
+            (SensorRef::Id(9), serde_json::json!({"t": 1}))
+        );
+        assert_eq!(
+            reason("seano/2/9/sensor_log", br#"{"sensor_id":8,"data":{"t":1}}"#),
+            RejectReason::InvalidField
+        );
+    }
+
+    #[test]
     fn each_kind_of_bad_input_has_its_reason() {
         use RejectReason::*;
         assert_eq!(reason("seano/abc/raw_log", b"x"), InvalidVehicleId);
@@ -354,9 +487,16 @@ mod tests {
             InvalidField
         );
         assert_eq!(
-            reason("seano/1/sensor_log", br#"{"sensor_id":"5","data":{}}"#),
+            reason("seano/1/sensor_log", br#"{"sensor_id":"5 ","data":{}}"#),
             InvalidField
         );
+        assert_eq!(
+            reason("seano/1/sensor_log", br#"{"sensor_id":true,"data":{}}"#),
+            InvalidField
+        );
+        assert_eq!(reason("seano/7/telemetry", b"{}"), UnknownTopic);
+        assert_eq!(reason("seano/1/TEMP-001/data", b"{}"), UnknownTopic);
+        assert_eq!(reason("seano/USV 3/raw_log", b"x"), InvalidVehicleId);
         assert_eq!(
             reason("seano/1/sensor_log", br#"{"sensor_id":5,"data":[1]}"#),
             InvalidField

@@ -115,23 +115,47 @@ fn take(o: &mut Map<String, Value>, key: &str) -> Option<Value> {
     o.remove(key).filter(|v| !v.is_null())
 }
 
+/// A number, or a string that holds exactly a JSON number (`"13.76"`, `"-38"`, `"1e3"`), as
+/// some vehicles send them. `"NaN"`, `"inf"`, `" 1"` and `"0x10"` are not numbers.
+pub fn as_number(v: &Value) -> Option<serde_json::Number> {
+    match v {
+        Value::Number(n) => Some(n.clone()),
+        Value::String(s) => s.parse::<serde_json::Number>().ok(),
+        _ => None,
+    }
+}
+
+/// Why `v` is not a number, for error messages.
+fn not_a_number(key: &str, v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{key} must be a number, got the string '{s}'"),
+        _ => format!("{key} must be a number, got {}", kind_of(v)),
+    }
+}
+
 fn take_f64(o: &mut Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
     match take(o, key) {
         None => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(v) => Err(format!("{key} must be a number, got {}", kind_of(&v))),
+        Some(v) => match as_number(&v).and_then(|n| n.as_f64()) {
+            Some(f) if f.is_finite() => Ok(Some(f)),
+            _ => Err(not_a_number(key, &v)),
+        },
     }
 }
 
 fn take_i32(o: &mut Map<String, Value>, key: &str) -> Result<Option<i32>, String> {
     match take(o, key) {
         None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= i32::MIN as f64 && *f <= i32::MAX as f64)
-            .map(|f| Some(f as i32))
-            .ok_or_else(|| format!("{key} must be a 32-bit integer, got {n}")),
-        Some(v) => Err(format!("{key} must be an integer, got {}", kind_of(&v))),
+        Some(v) => {
+            let n = as_number(&v).ok_or_else(|| match v {
+                Value::String(_) => not_a_number(key, &v),
+                _ => format!("{key} must be an integer, got {}", kind_of(&v)),
+            })?;
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= i32::MIN as f64 && *f <= i32::MAX as f64)
+                .map(|f| Some(f as i32))
+                .ok_or_else(|| format!("{key} must be a 32-bit integer, got {n}"))
+        }
     }
 }
 
@@ -167,12 +191,29 @@ mod tests {
     }
 
     #[test]
+    fn numbers_sent_as_strings_fill_the_typed_columns() {
+        let sent = json!({"battery_voltage": "13.76", "rssi": "-66", "pitch": "-0.0",
+                          "gps_fix": 4, "mode": "42"});
+        let state = VehicleState::from_object(sent.as_object().unwrap().clone()).unwrap();
+        assert_eq!(state.battery_voltage, Some(13.76));
+        assert_eq!(state.rssi, Some(-66));
+        assert_eq!(state.pitch, Some(-0.0));
+        assert_eq!(state.mode.as_deref(), Some("42"), "text fields stay text");
+        assert!(state.extra.is_empty());
+    }
+
+    #[test]
     fn vehicle_state_names_the_wrong_field() {
         for (field, value, want) in [
             (
                 "battery_voltage",
-                json!("12.4"),
-                "battery_voltage must be a number, got a string",
+                json!("12.4 V"),
+                "battery_voltage must be a number, got the string '12.4 V'",
+            ),
+            (
+                "speed",
+                json!("NaN"),
+                "speed must be a number, got the string 'NaN'",
             ),
             (
                 "rssi",

@@ -19,8 +19,12 @@ pub struct StoredMessage {
     /// Row id in the message type's own table.
     pub id: i64,
     pub vehicle_id: i64,
+    /// The vehicle's registration code, for a vehicle that publishes under one.
+    pub vehicle_code: Option<String>,
     pub kind: MessageType,
+    /// sensor_log: the integer sensor id, or (exclusively) the sensor's code.
     pub sensor_id: Option<i64>,
+    pub sensor_code: Option<String>,
     /// The frame's `data` as JSON text: a string, the sensor values, or the vehicle state.
     pub data: Box<RawValue>,
     pub timestamp: DateTime<Utc>,

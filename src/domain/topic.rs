@@ -1,4 +1,4 @@
-//! `{prefix}/{vehicle_id}/{type}` topics.
+//! `{prefix}/{vehicle}/{type}` topics, and how a vehicle is named in them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -50,12 +50,79 @@ impl FromStr for MessageType {
     }
 }
 
+/// The largest vehicle id a topic may carry as a number. Vehicles that name themselves by a
+/// registration code get ids above it, so a numeric topic id and a code never name the same row.
+pub const MAX_TOPIC_VEHICLE_ID: i64 = i32::MAX as i64;
+
+/// The first id given to a vehicle registered by its code.
+pub const FIRST_CODE_VEHICLE_ID: i64 = MAX_TOPIC_VEHICLE_ID + 1;
+
+/// The longest registration code (`USV-003`) or sensor code (`TEMP-001`).
+pub const MAX_CODE_LEN: usize = 64;
+
+/// How a vehicle is named on a topic or in a path: a positive integer id, or a registration
+/// code such as `USV-003`.
+///
+/// A segment of ASCII digits is an id (leading zeros allowed: `007` is 7). A code is 1 to 64
+/// letters, digits, `-` and `_`, with at least one letter, so it can never read as an id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VehicleKey {
+    Id(i64),
+    Code(String),
+}
+
+impl VehicleKey {
+    /// Parses a path segment or a topic level; the error says what is expected.
+    pub fn parse(raw: &str) -> Result<VehicleKey, String> {
+        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+            return match raw.parse::<i64>() {
+                Ok(id) if id > 0 => Ok(VehicleKey::Id(id)),
+                _ => Err(format!(
+                    "'{raw}' is not a positive integer id (1 to {})",
+                    i64::MAX
+                )),
+            };
+        }
+        if is_code(raw) {
+            Ok(VehicleKey::Code(raw.to_owned()))
+        } else {
+            Err(format!(
+                "'{raw}' is neither a positive integer id nor a code (1 to {MAX_CODE_LEN} letters, digits, '-' or '_', with a letter)"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for VehicleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VehicleKey::Id(id) => write!(f, "{id}"),
+            VehicleKey::Code(code) => f.write_str(code),
+        }
+    }
+}
+
+/// A registration or sensor code: 1 to 64 of `[A-Za-z0-9_-]`, at least one a letter.
+pub fn is_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CODE_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
 /// A parsed telemetry topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topic {
-    pub vehicle_id: i64,
+    pub vehicle: VehicleKey,
+    /// `{prefix}/{vehicle}/{sensor}/sensor_log`: the sensor named by the topic.
+    pub sensor: Option<String>,
     pub kind: MessageType,
 }
+
+/// Topics under the prefix that the gateway publishes itself (the downlink to vehicles): it
+/// sees them through its own subscription and neither stores nor rejects them.
+pub const OWN_TOPIC_TYPES: [&str; 1] = ["command"];
 
 impl Topic {
     /// The topic a vehicle publishes `kind` on.
@@ -63,34 +130,66 @@ impl Topic {
         format!("{prefix}/{vehicle_id}/{kind}")
     }
 
-    /// The subscription filters that cover every vehicle's telemetry under `prefix`.
+    /// The subscription filter: everything under the prefix, so that nothing a vehicle
+    /// publishes goes unseen (a topic of no known shape is kept as `unknown_topic`).
     pub fn filters(prefix: &str) -> Vec<String> {
-        MessageType::ALL
-            .iter()
-            .map(|kind| format!("{prefix}/+/{kind}"))
-            .collect()
+        vec![format!("{prefix}/#")]
     }
 
-    /// Parses `{prefix}/{vehicle_id}/{type}`; the error says which part is wrong.
+    /// Whether `topic` is one the gateway publishes itself (`{prefix}/{vehicle}/command`).
+    pub fn is_own(prefix: &str, topic: &str) -> bool {
+        let Some(rest) = topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else {
+            return false;
+        };
+        matches!(rest.split_once('/'), Some((vehicle, kind))
+            if OWN_TOPIC_TYPES.contains(&kind) && VehicleKey::parse(vehicle).is_ok())
+    }
+
+    /// Parses `{prefix}/{vehicle}/{type}` or `{prefix}/{vehicle}/{sensor}/sensor_log`; the
+    /// error says which part is wrong.
     pub fn parse(prefix: &str, topic: &str) -> Result<Topic, TopicError> {
         let rest = topic
             .strip_prefix(prefix)
             .and_then(|r| r.strip_prefix('/'))
             .ok_or(TopicError::UnknownTopic)?;
-        let (id, kind) = rest.split_once('/').ok_or(TopicError::UnknownTopic)?;
-        let kind = kind.parse().map_err(|_| TopicError::UnknownTopic)?;
-        let vehicle_id = match id.parse::<i64>() {
-            Ok(v) if v > 0 && !id.starts_with('+') => v,
-            _ => return Err(TopicError::InvalidVehicleId(id.to_owned())),
+        let levels: Vec<&str> = rest.split('/').collect();
+        let (vehicle, sensor, kind) = match levels.as_slice() {
+            [vehicle, kind] => (
+                *vehicle,
+                None,
+                kind.parse().map_err(|_| TopicError::UnknownTopic)?,
+            ),
+            [vehicle, sensor, "sensor_log"] => {
+                if !is_code(sensor) && VehicleKey::parse(sensor).is_err() {
+                    return Err(TopicError::InvalidSensor((*sensor).to_owned()));
+                }
+                (*vehicle, Some((*sensor).to_owned()), MessageType::SensorLog)
+            }
+            _ => return Err(TopicError::UnknownTopic),
         };
-        Ok(Topic { vehicle_id, kind })
+        let vehicle = match VehicleKey::parse(vehicle) {
+            Ok(VehicleKey::Id(id)) if id > MAX_TOPIC_VEHICLE_ID => {
+                return Err(TopicError::InvalidVehicleId(format!(
+                    "{id} is above {MAX_TOPIC_VEHICLE_ID}, the largest id a topic may carry"
+                )))
+            }
+            Ok(key) => key,
+            Err(why) => return Err(TopicError::InvalidVehicleId(why)),
+        };
+        Ok(Topic {
+            vehicle,
+            sensor,
+            kind,
+        })
     }
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum TopicError {
     UnknownTopic,
+    /// Why the vehicle level is neither an id nor a code.
     InvalidVehicleId(String),
+    InvalidSensor(String),
 }
 
 #[cfg(test)]
@@ -104,7 +203,8 @@ mod tests {
             assert_eq!(
                 Topic::parse("seano", &topic),
                 Ok(Topic {
-                    vehicle_id: 7,
+                    vehicle: VehicleKey::Id(7),
+                    sensor: None,
                     kind
                 })
             );
@@ -112,15 +212,61 @@ mod tests {
     }
 
     #[test]
-    fn rejects_non_positive_or_non_integer_ids() {
-        for id in ["0", "-1", "abc", "1.5", "+3", "", "99999999999999999999"] {
+    fn rejects_vehicle_levels_that_are_neither_ids_nor_codes() {
+        let too_long = "A".repeat(65);
+        for id in [
+            "0",
+            "-1",
+            "1.5",
+            "+3",
+            "",
+            "99999999999999999999",
+            "2147483648",
+            "USV 3",
+            "-_-",
+            too_long.as_str(),
+        ] {
             let topic = format!("seano/{id}/raw_log");
-            assert_eq!(
-                Topic::parse("seano", &topic),
-                Err(TopicError::InvalidVehicleId(id.to_owned())),
+            assert!(
+                matches!(
+                    Topic::parse("seano", &topic),
+                    Err(TopicError::InvalidVehicleId(_))
+                ),
                 "{topic}"
             );
         }
+    }
+
+    #[test]
+    fn registration_codes_and_sensor_levels_are_understood() {
+        assert_eq!(
+            Topic::parse("seano", "seano/USV-003/vehicle_log"),
+            Ok(Topic {
+                vehicle: VehicleKey::Code("USV-003".into()),
+                sensor: None,
+                kind: MessageType::VehicleLog
+            })
+        );
+        assert_eq!(
+            Topic::parse("seano", "seano/USV-003/TEMP-001/sensor_log"),
+            Ok(Topic {
+                vehicle: VehicleKey::Code("USV-003".into()),
+                sensor: Some("TEMP-001".into()),
+                kind: MessageType::SensorLog
+            })
+        );
+        assert_eq!(
+            Topic::parse("seano", "seano/007/raw_log").map(|t| t.vehicle),
+            Ok(VehicleKey::Id(7))
+        );
+        assert_eq!(
+            Topic::parse("seano", "seano/1/TEMP 1/sensor_log"),
+            Err(TopicError::InvalidSensor("TEMP 1".into()))
+        );
+        assert!(Topic::is_own("seano", "seano/USV-003/command"));
+        assert!(Topic::is_own("seano", "seano/7/command"));
+        assert!(!Topic::is_own("seano", "seano/7/ack"));
+        assert_eq!(Topic::filters("seano"), ["seano/#"]);
     }
 
     #[test]
@@ -128,6 +274,8 @@ mod tests {
         for topic in [
             "other/1/raw_log",
             "seano/1/command",
+            "seano/7/telemetry",
+            "seano/1/TEMP-001/data",
             "seano/1",
             "seanox/1/raw_log",
             "seano/1/raw_log/x",

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use actix_web::{web, HttpResponse};
 
+use super::access::FleetAccess;
 use super::AppState;
 use crate::domain::{MessageType, RejectReason};
 use crate::metrics::{Metrics, PerType};
@@ -25,7 +26,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
         example = "# HELP seano_messages_stored_total Messages committed to the database.\n# TYPE seano_messages_stored_total counter\nseano_messages_stored_total{type=\"vehicle_log\"} 1044\n"),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody))
 )]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(_: FleetAccess, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
         .body(render(&state.metrics, state.hub.connection_count()))
@@ -80,7 +81,7 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         );
     }
 
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 7] = [
         (
             "seano_batches_committed_total",
             "Store transactions committed.",
@@ -108,8 +109,13 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         ),
         (
             "seano_ws_slow_clients_dropped_total",
-            "WebSocket clients disconnected because their send queue overflowed.",
+            "WebSocket clients closed (3001): their socket took nothing for WS_STALL_TIMEOUT_SECS, or they fell behind the replay window.",
             m.slow_clients_dropped.load(Relaxed),
+        ),
+        (
+            "seano_ws_clients_caught_up_total",
+            "Bursts after which a reading client caught up from the database instead of being disconnected.",
+            m.clients_caught_up.load(Relaxed),
         ),
     ];
     for (name, help, value) in counters {
@@ -117,7 +123,7 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         sample(&mut out, name, &[], value as f64);
     }
 
-    let gauges: [(&str, &str, f64); 8] = [
+    let gauges: [(&str, &str, f64); 9] = [
         (
             "seano_ws_connections",
             "Open WebSocket connections.",
@@ -142,6 +148,11 @@ pub fn render(m: &Metrics, connections: usize) -> String {
             "seano_database_up",
             "0 after a failed commit, until the next one succeeds.",
             flag(m.database_ok.load(Relaxed)),
+        ),
+        (
+            "seano_mqtt_ingest_backlog",
+            "Messages taken from the broker and held while the store's queue is full.",
+            m.ingest_backlog.load(Relaxed) as f64,
         ),
         (
             "seano_mqtt_acks_owed",

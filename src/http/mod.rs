@@ -1,8 +1,8 @@
 //! HTTP routes, one file per resource, and the state they share.
 
+pub mod access;
 mod dashboard;
 pub mod error;
-pub mod guard;
 mod health;
 mod metrics_endpoint;
 pub mod openapi;
@@ -37,35 +37,81 @@ pub struct AppState {
     pub ingest_stall: std::time::Duration,
 }
 
+/// Who may call a route. `Protected` handlers take an [`access`] extractor; the route test
+/// (`tests/api/access.rs`) calls every protected route without a credential and expects 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Liveness, readiness and the API documents: anyone may read them.
+    Public,
+    /// Needs a credential (when access control is on) and an allowed Origin (always).
+    Protected,
+}
+
+/// One route of the API.
+pub struct RouteSpec {
+    pub path: &'static str,
+    pub visibility: Visibility,
+    pub route: fn() -> actix_web::Route,
+}
+
+/// Every API route, with who may call it. The dashboard's files and the docs page (public,
+/// and no data) are served besides these.
+pub fn route_table() -> Vec<RouteSpec> {
+    use Visibility::{Protected, Public};
+    let spec = |path, visibility, route| RouteSpec {
+        path,
+        visibility,
+        route,
+    };
+    vec![
+        spec("/health", Public, || web::get().to(health::health)),
+        spec("/ready", Public, || web::get().to(health::ready)),
+        spec("/api/openapi.json", Public, || {
+            web::get().to(openapi::openapi_json)
+        }),
+        spec("/api/asyncapi.json", Public, || {
+            web::get().to(openapi::asyncapi_json)
+        }),
+        spec("/api/docs", Public, || {
+            web::get().to(openapi::docs_redirect)
+        }),
+        spec("/api/ws/stats", Protected, || {
+            web::get().to(stats::ws_stats)
+        }),
+        spec("/api/mqtt/status", Protected, || {
+            web::get().to(stats::mqtt_status)
+        }),
+        spec("/api/ws", Protected, || {
+            web::get().to(streams::all_vehicles)
+        }),
+        spec("/api/ws/vehicle/{vehicle_id}", Protected, || {
+            web::get().to(streams::vehicle)
+        }),
+        spec("/api/vehicles", Protected, || web::get().to(vehicles::list)),
+        spec("/api/vehicles/{vehicle_id}", Protected, || {
+            web::get().to(vehicles::get)
+        }),
+        // Before `{type}`, which would otherwise take "track".
+        spec("/api/vehicles/{vehicle_id}/track", Protected, || {
+            web::get().to(vehicles::track)
+        }),
+        spec("/api/vehicles/{vehicle_id}/{type}", Protected, || {
+            web::get().to(vehicles::history)
+        }),
+        spec("/metrics", Protected, || {
+            web::get().to(metrics_endpoint::metrics)
+        }),
+    ]
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::bad_parameter("query", err.to_string()).into()),
-    )
-    .route("/health", web::get().to(health::health))
-    .route("/ready", web::get().to(health::ready))
-    .route("/api/ws/stats", web::get().to(stats::ws_stats))
-    .route("/api/mqtt/status", web::get().to(stats::mqtt_status))
-    .route("/api/ws", web::get().to(streams::all_vehicles))
-    .route(
-        "/api/ws/vehicle/{vehicle_id}",
-        web::get().to(streams::vehicle),
-    )
-    .route("/api/vehicles", web::get().to(vehicles::list))
-    .route("/api/vehicles/{vehicle_id}", web::get().to(vehicles::get))
-    // Before `{type}`, which would otherwise take "track".
-    .route(
-        "/api/vehicles/{vehicle_id}/track",
-        web::get().to(vehicles::track),
-    )
-    .route(
-        "/api/vehicles/{vehicle_id}/{type}",
-        web::get().to(vehicles::history),
-    )
-    .route("/metrics", web::get().to(metrics_endpoint::metrics))
-    .route("/api/openapi.json", web::get().to(openapi::openapi_json))
-    .route("/api/asyncapi.json", web::get().to(openapi::asyncapi_json))
-    .route("/api/docs", web::get().to(openapi::docs_redirect))
-    .service(openapi::swagger_ui())
-    .configure(dashboard::routes);
+    );
+    for route in route_table() {
+        cfg.route(route.path, (route.route)());
+    }
+    cfg.service(openapi::swagger_ui())
+        .configure(dashboard::routes);
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use super::access::FleetAccess;
 use super::{ApiError, AppState};
 use crate::hub::ConnectionInfo;
 use crate::metrics::PipelineStats;
@@ -40,6 +41,11 @@ struct MqttStatus {
     /// Why the last attempt to reach the broker failed (refused credentials, connection
     /// refused, TLS); null once a session is established.
     last_error: Option<String>,
+    /// Messages taken from the broker and held while the store's queue is full (the database
+    /// is slow or away); the session stays connected meanwhile.
+    backlog: u64,
+    /// Times the broker connection was lost since start (each loss voids the acks owed on it).
+    connections_lost: u64,
 }
 
 /// The database's state as the store sees it.
@@ -62,6 +68,8 @@ fn mqtt(state: &AppState) -> MqttStatus {
         broker: state.broker.clone(),
         // unwrap: the lock is never held across a panic.
         last_error: state.metrics.mqtt_last_error.lock().unwrap().clone(),
+        backlog: state.metrics.ingest_backlog.load(Relaxed),
+        connections_lost: state.metrics.mqtt_connection.load(Relaxed),
     }
 }
 
@@ -92,7 +100,10 @@ fn mqtt(state: &AppState) -> MqttStatus {
         (status = 503, description = "The server is shutting down", body = super::error::ErrorBody),
     )
 )]
-pub async fn ws_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn ws_stats(
+    _: FleetAccess,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let hub = state
         .hub
         .snapshot()
@@ -131,6 +142,6 @@ pub async fn ws_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
     )
 )]
-pub async fn mqtt_status(state: web::Data<AppState>) -> HttpResponse {
+pub async fn mqtt_status(_: FleetAccess, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(mqtt(&state))
 }

@@ -1,42 +1,45 @@
 //! The WebSocket endpoints: `/api/ws` (every vehicle) and `/api/ws/vehicle/{vehicle_id}`.
 //! Everything that can be refused is refused with an HTTP error before the upgrade.
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::access::{FleetAccess, VehicleAccess};
 use super::{ApiError, AppState};
 use crate::auth::Scope;
 use crate::hub::{parse_types, Filter, Stream};
 use crate::ws::protocol::StreamQuery;
 use crate::ws::{session, Opening, SessionContext};
 
+/// `/api/ws`: every vehicle, for a credential that covers the fleet.
 pub async fn all_vehicles(
+    _: FleetAccess,
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    open(req, body, state, query.into_inner(), Stream::AllVehicles).await
+    let query = query.into_inner();
+    open(
+        req,
+        body,
+        state,
+        query,
+        Stream::AllVehicles,
+        Scope::AllVehicles,
+    )
+    .await
 }
 
+/// `/api/ws/vehicle/{vehicle_id}`: one vehicle, by id or registration code.
 pub async fn vehicle(
+    access: VehicleAccess,
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
-    path: web::Path<String>,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_vehicle_id(&path)?;
-    open(req, body, state, query.into_inner(), Stream::Vehicle(id)).await
-}
-
-pub fn parse_vehicle_id(raw: &str) -> Result<i64, ApiError> {
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::bad_parameter(
-            "vehicle_id",
-            format!("'{raw}' is not a positive integer"),
-        )),
-    }
+    let stream = Stream::Vehicle(access.vehicle.id);
+    open(req, body, state, query.into_inner(), stream, access.scope).await
 }
 
 async fn open(
@@ -45,6 +48,7 @@ async fn open(
     state: web::Data<AppState>,
     query: StreamQuery,
     stream: Stream,
+    scope: Scope,
 ) -> Result<HttpResponse, ApiError> {
     let types =
         parse_types(query.types.as_deref()).map_err(|e| ApiError::bad_parameter("types", e))?;
@@ -77,25 +81,6 @@ async fn open(
             ))
         }
     };
-    // Set by the access-control middleware; every vehicle when access control is off.
-    let scope = req
-        .extensions()
-        .get::<Scope>()
-        .cloned()
-        .unwrap_or(Scope::AllVehicles);
-    match stream {
-        Stream::AllVehicles if !scope.is_all() => {
-            return Err(ApiError::Forbidden(
-                "this token is limited to some vehicles: open /api/ws/vehicle/{id}".into(),
-            ))
-        }
-        Stream::Vehicle(id) if !scope.allows(id) => {
-            return Err(ApiError::Forbidden(format!(
-                "this token does not allow vehicle {id}"
-            )))
-        }
-        _ => {}
-    }
     if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable("the server is shutting down".into()));
     }
@@ -126,7 +111,6 @@ async fn open(
         db: state.db.clone(),
         metrics: state.metrics.clone(),
         config: state.session,
-        shutdown: state.shutdown.clone(),
     };
     actix_web::rt::spawn(session::run(session, messages, opening, ctx));
     Ok(response)

@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::access::{FleetAccess, VehicleAccess};
 use super::openapi::{MessageTypeSchema, OrderSchema, VehicleStateSchema};
-use super::streams::parse_vehicle_id;
 use super::{ApiError, AppState};
-use crate::domain::{format_time, parse_timestamp, MessageType, StoredMessage};
+use crate::domain::{format_time, parse_timestamp, MessageType, SensorRef, StoredMessage};
 use crate::store::queries::{
     self, HistoryQuery, SortOrder, TrackQuery, VehicleRecord, MAX_HISTORY_LIMIT, MAX_TRACK_POINTS,
 };
@@ -47,8 +47,12 @@ pub struct VehicleList {
     }
 }))]
 pub struct VehicleSummary {
-    /// The vehicle id from its MQTT topic.
+    /// The vehicle id from its MQTT topic (or given on first sight to a vehicle that names
+    /// itself by a code).
     pub id: i64,
+    /// The registration code it publishes under (`USV-003`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vehicle_code: Option<String>,
     /// When the gateway received its first message (UTC, RFC 3339).
     pub first_seen_at: String,
     /// When the gateway received its latest message.
@@ -74,6 +78,7 @@ impl From<VehicleRecord> for VehicleSummary {
     fn from(v: VehicleRecord) -> Self {
         VehicleSummary {
             id: v.id,
+            vehicle_code: v.code,
             first_seen_at: format_time(v.first_seen_at),
             last_seen_at: format_time(v.last_seen_at),
             latest_vehicle_log: v.latest.map(|m| LatestVehicleLog {
@@ -98,9 +103,15 @@ pub struct HistoryItem {
     #[schema(value_type = MessageTypeSchema)]
     pub kind: MessageType,
     pub vehicle_id: i64,
-    /// sensor_log only.
+    /// The vehicle's registration code, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vehicle_code: Option<String>,
+    /// sensor_log only: the integer sensor id...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sensor_id: Option<i64>,
+    /// ...or the sensor's code, for a sensor named by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor_code: Option<String>,
     /// A string (raw_log), the sensor's values (sensor_log) or the vehicle state (vehicle_log).
     #[schema(value_type = Value)]
     pub data: Box<RawValue>,
@@ -116,7 +127,9 @@ impl From<StoredMessage> for HistoryItem {
         HistoryItem {
             kind: m.kind,
             vehicle_id: m.vehicle_id,
+            vehicle_code: m.vehicle_code,
             sensor_id: m.sensor_id,
+            sensor_code: m.sensor_code,
             data: m.data,
             timestamp: format_time(m.timestamp),
             id: m.id,
@@ -199,7 +212,7 @@ pub struct Track {
         (status = 500, description = "Database error", body = super::error::ErrorBody),
     )
 )]
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(_: FleetAccess, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let vehicles = queries::vehicles(&state.db)
         .await
         .map_err(|e| internal(e, "listing vehicles"))?;
@@ -225,8 +238,12 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
          example = json!({"error": "not_found", "message": "vehicle 42 not found"})),
     )
 )]
-pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = vehicle_id(&req)?;
+pub async fn get(
+    access: VehicleAccess,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = access.vehicle.id;
     no_query_params(&req)?;
     let vehicle = queries::vehicle(&state.db, id)
         .await
@@ -266,10 +283,11 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     )
 )]
 pub async fn history(
+    access: VehicleAccess,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = vehicle_id(&req)?;
+    let id = access.vehicle.id;
     let raw_type = req.match_info().get("type").unwrap_or_default();
     let kind: MessageType = raw_type
         .parse()
@@ -287,8 +305,18 @@ pub async fn history(
         ],
     )?;
     let (from, to) = params.time_range()?;
-    let sensor_id = params.take_int("sensor_id", 1)?;
-    if sensor_id.is_some() && kind != MessageType::SensorLog {
+    let sensor = params
+        .take("sensor_id")
+        .map(|raw| {
+            SensorRef::parse(&raw).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "sensor_id",
+                    format!("'{raw}' is neither an integer sensor id nor a sensor code"),
+                )
+            })
+        })
+        .transpose()?;
+    if sensor.is_some() && kind != MessageType::SensorLog {
         return Err(ApiError::bad_parameter(
             "sensor_id",
             format!("only applies to sensor_log, not {kind}"),
@@ -321,7 +349,7 @@ pub async fn history(
         to,
         after_seq: params.take_int("after_seq", 0)?,
         before_seq: params.take_int("before_seq", 0)?,
-        sensor_id,
+        sensor,
         limit,
         order,
     };
@@ -367,8 +395,12 @@ pub async fn history(
         (status = 404, description = "No such vehicle", body = super::error::ErrorBody),
     )
 )]
-pub async fn track(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = vehicle_id(&req)?;
+pub async fn track(
+    access: VehicleAccess,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = access.vehicle.id;
     let mut params = Params::parse(&req, &["from", "to", "points"])?;
     let (from, to) = params.time_range()?;
     let points = params
@@ -407,10 +439,6 @@ pub async fn track(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             })
             .collect(),
     }))
-}
-
-fn vehicle_id(req: &HttpRequest) -> Result<i64, ApiError> {
-    parse_vehicle_id(req.match_info().get("vehicle_id").unwrap_or_default())
 }
 
 fn not_found(id: i64) -> ApiError {

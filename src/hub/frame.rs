@@ -12,7 +12,11 @@ struct DataFrame<'a> {
     kind: MessageType,
     vehicle_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    vehicle_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sensor_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor_code: Option<&'a str>,
     data: &'a RawValue,
     timestamp: String,
     broadcast_time: &'a str,
@@ -34,7 +38,9 @@ pub fn encode(
     let frame = DataFrame {
         kind: msg.kind,
         vehicle_id: msg.vehicle_id,
+        vehicle_code: msg.vehicle_code.as_deref(),
         sensor_id: msg.sensor_id,
+        sensor_code: msg.sensor_code.as_deref(),
         data: &msg.data,
         timestamp: format_time(msg.timestamp),
         broadcast_time,

@@ -1,9 +1,15 @@
 //! Fan-out: the hub task owns the set of connected clients and their filters, and turns each
 //! committed message into one frame that every matching client gets a clone of.
 //!
-//! Every client has a bounded queue. The hub never waits on a client: `try_send`, and a client
-//! whose queue is full is disconnected (close code 3001, counted in stats), so a slow client
-//! cannot delay ingest or anyone else.
+//! Every client has a bounded queue. The hub never waits on a client: `try_send`. When a
+//! client's queue is full (a burst larger than the queue, or a client that stopped reading), the
+//! hub stops queueing for it and tells its session, which catches up from the database after
+//! the frames it has, then rejoins ([`HubHandle::rejoin`]) at a seam with no gap and no
+//! duplicate. So a burst never costs a reading client its connection, a slow client cannot
+//! delay ingest or anyone else, and what a lagging client holds stays bounded.
+//!
+//! When the hub ends (after the store has drained at shutdown), it drops every client's queue:
+//! each session sends what is left in it, the last committed frames included, then closes 1001.
 
 mod conflate;
 mod filter;
@@ -16,7 +22,7 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use conflate::{Conflation, ConflationKey};
@@ -59,10 +65,11 @@ pub struct Frame {
 /// What a session gets back from [`HubHandle::register`].
 pub struct Registration {
     pub id: ClientId,
-    /// Frames for this client, in commit order.
+    /// Frames for this client, in commit order; closed when the hub ends.
     pub frames: mpsc::Receiver<Frame>,
-    /// Cancelled when the hub ends this client's stream: its queue overflowed (slow consumer).
-    pub kicked: CancellationToken,
+    /// Notified when the queue overflowed: the hub queues nothing more for this client until
+    /// its session catches up from the database and calls [`HubHandle::rejoin`].
+    pub lagged: Arc<Notify>,
     pub filter: Filter,
     /// The last seq broadcast before this client was added: live frames start after it.
     pub last_seq: i64,
@@ -105,6 +112,10 @@ enum Command {
         id: ClientId,
         change: FilterChange,
         reply: oneshot::Sender<Filter>,
+    },
+    Rejoin {
+        id: ClientId,
+        reply: oneshot::Sender<i64>,
     },
     Unregister(ClientId),
     Snapshot(oneshot::Sender<HubSnapshot>),
@@ -169,6 +180,18 @@ impl HubHandle {
         rx.await.ok()
     }
 
+    /// A lagging client's session has caught up from the database: the hub queues for it again
+    /// from the next batch. Returns the last seq broadcast before that (the seam: the session
+    /// replays from the database up to it). `None` if the hub has stopped.
+    pub async fn rejoin(&self, id: ClientId) -> Option<i64> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Rejoin { id, reply })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
     pub async fn unregister(&self, id: ClientId) {
         let _ = self.commands.send(Command::Unregister(id)).await;
     }
@@ -190,7 +213,9 @@ struct Client {
     stream: Stream,
     connected_at: DateTime<Utc>,
     tx: mpsc::Sender<Frame>,
-    kicked: CancellationToken,
+    /// The queue overflowed: nothing is queued until the session rejoins.
+    lagging: bool,
+    lagged: Arc<Notify>,
     conflation: Option<Arc<Conflation>>,
 }
 
@@ -246,7 +271,8 @@ impl Hub {
                 _ = stop.cancelled() => break,
             }
         }
-        // Flush what the store committed last before the sessions go.
+        // Flush what the store committed last; dropping the queues then tells each session to
+        // send what is left and close.
         while let Ok(batch) = self.committed.try_recv() {
             self.fan_out(batch);
         }
@@ -265,7 +291,7 @@ impl Hub {
                 let id = self.next_id;
                 self.next_id += 1;
                 let (tx, frames) = mpsc::channel(self.queue);
-                let kicked = CancellationToken::new();
+                let lagged = Arc::new(Notify::new());
                 self.clients.insert(
                     id,
                     Client {
@@ -273,14 +299,15 @@ impl Hub {
                         stream,
                         connected_at: Utc::now(),
                         tx,
-                        kicked: kicked.clone(),
+                        lagging: false,
+                        lagged: lagged.clone(),
                         conflation: conflation.clone(),
                     },
                 );
                 let registration = Registration {
                     id,
                     frames,
-                    kicked,
+                    lagged,
                     filter,
                     last_seq: self.last_seq,
                     conflation,
@@ -294,6 +321,12 @@ impl Hub {
                 if let Some(client) = self.clients.get_mut(&id) {
                     client.filter.apply(change);
                     let _ = reply.send(client.filter.clone());
+                }
+            }
+            Command::Rejoin { id, reply } => {
+                if let Some(client) = self.clients.get_mut(&id) {
+                    client.lagging = false;
+                    let _ = reply.send(self.last_seq);
                 }
             }
             Command::Unregister(id) => {
@@ -318,14 +351,17 @@ impl Hub {
                 .max(0);
             self.metrics.broadcast_lag_seconds.observe(lag as f64 / 1e6);
             let mut frame = None;
-            for (id, client) in &self.clients {
-                if !client.filter.matches(msg.vehicle_id, msg.kind) || dropped.contains(id) {
+            for (id, client) in &mut self.clients {
+                if client.lagging
+                    || !client.filter.matches(msg.vehicle_id, msg.kind)
+                    || dropped.contains(id)
+                {
                     continue;
                 }
                 let frame = frame.get_or_insert_with(|| Frame {
                     seq: msg.seq,
                     bytes: frame::encode(msg, &broadcast_time, count, false),
-                    key: (msg.vehicle_id, msg.kind, msg.sensor_id),
+                    key: conflate::key_of(msg),
                 });
                 let sent = match &client.conflation {
                     Some(conflation) => conflation
@@ -341,13 +377,14 @@ impl Hub {
                 match sent {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(())) => {
-                        client.kicked.cancel();
-                        self.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
-                        log::warn!(
-                            "hub: client {id} fell {} frames behind, disconnecting it",
+                        // Its session catches up from the database, from the last frame queued.
+                        client.lagging = true;
+                        client.lagged.notify_one();
+                        self.metrics.clients_caught_up.fetch_add(1, Relaxed);
+                        log::debug!(
+                            "hub: client {id} fell {} frames behind; it catches up from the database",
                             self.queue
                         );
-                        dropped.insert(*id);
                     }
                     // The session is ending; its Unregister is on the way.
                     Err(mpsc::error::TrySendError::Closed(())) => {

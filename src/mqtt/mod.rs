@@ -1,6 +1,14 @@
 //! MQTT ingest. The ingest task owns the rumqttc `EventLoop`: it polls, decodes each publish
 //! and hands it to the store. It never touches the database; acknowledgements are sent by the
 //! store after commit (manual acks), so a crash before commit loses nothing.
+//!
+//! The event loop is polled at all times, also while the store is behind (database slow or
+//! away): keep-alive pings keep flowing, so the broker keeps the connection and the status
+//! pages tell the truth. What arrives meanwhile waits in the task's backlog, in order, and goes
+//! to the store as room appears. The backlog is bounded by the protocol: a broker can have at
+//! most 65,535 QoS 1 messages unacknowledged towards one client (packet ids), and nothing is
+//! acknowledged before it is committed. QoS 0 messages have no such bound: past
+//! [`QOS0_BACKLOG`] held messages they are dropped (logged), as QoS 0 allows.
 
 mod address;
 pub mod embedded;
@@ -15,6 +23,7 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS,
     SubscribeFilter,
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use address::BrokerAddress;
@@ -27,6 +36,9 @@ use crate::store::{Incoming, StoreHandle};
 /// rumqttc refuses drops the connection and comes back on every reconnect, while a payload
 /// the gateway refuses is stored in `rejected_messages` and acknowledged.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
+
+/// Held messages past which a QoS 0 message is dropped while the store is behind.
+pub const QOS0_BACKLOG: usize = 65_536;
 
 /// Packet ids remembered per connection to recognise redeliveries after a reconnect; more than
 /// any broker keeps in flight to one client.
@@ -85,12 +97,38 @@ impl Ingest {
         let mut suspects: HashSet<u16> = HashSet::new();
         let mut backoff = Duration::from_millis(100);
         let mut draining = false;
+        // Decoded messages the store's queue had no room for yet, oldest first.
+        let mut backlog: VecDeque<Incoming> = VecDeque::new();
+        let store = self.store.clone();
         loop {
             let event = tokio::select! {
                 biased;
                 _ = self.store_done.cancelled() => break,
                 _ = self.shutdown.cancelled(), if !draining => {
                     draining = true;
+                    self.abandon(&mut backlog);
+                    continue;
+                }
+                permit = store.reserve(), if !backlog.is_empty() => {
+                    match permit {
+                        Ok(permit) => {
+                            // unwrap-free: the branch runs only with a non-empty backlog.
+                            if let Some(msg) = backlog.pop_front() {
+                                permit.send(msg);
+                            }
+                            while let Some(msg) = backlog.pop_front() {
+                                if let Err(e) = store.try_send(msg) {
+                                    backlog.push_front(e.into_inner());
+                                    break;
+                                }
+                            }
+                        }
+                        Err(_) => {
+                            draining = true;
+                            self.abandon(&mut backlog);
+                        }
+                    }
+                    self.metrics.ingest_backlog.store(backlog.len() as u64, Relaxed);
                     continue;
                 }
                 event = self.eventloop.poll() => event,
@@ -115,15 +153,12 @@ impl Ingest {
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
                         log::error!(
-                            "mqtt: the broker refused a subscription under {}/+/...",
+                            "mqtt: the broker refused the subscription to {}/#",
                             self.prefix
                         );
                     } else {
                         self.metrics.mqtt_subscribed.store(true, Relaxed);
-                        log::info!(
-                            "mqtt: subscribed to {}/+/{{raw_log,sensor_log,vehicle_log}}",
-                            self.prefix
-                        );
+                        log::info!("mqtt: subscribed to {}/#", self.prefix);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -146,15 +181,36 @@ impl Ingest {
                         }
                         recent.push_back(publish.pkid);
                     }
+                    if publish.qos == QoS::AtMostOnce && backlog.len() >= QOS0_BACKLOG {
+                        log::warn!(
+                            "mqtt: store behind by {} messages; dropped a QoS 0 message on {}",
+                            backlog.len(),
+                            publish.topic
+                        );
+                        continue;
+                    }
                     let incoming = self.decode(publish, redelivery);
                     self.metrics.ingest_started();
-                    if self.store.send(incoming).await.is_err() {
-                        self.metrics.ingest_in_flight.fetch_sub(1, Relaxed);
-                        // The store is draining: this one stays unacknowledged (the broker
-                        // redelivers it). Keep polling so the store's last acks go out, and
-                        // disconnect only once it is done.
-                        draining = true;
+                    if !backlog.is_empty() {
+                        backlog.push_back(incoming);
+                    } else {
+                        match store.try_send(incoming) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(incoming)) => {
+                                backlog.push_back(incoming);
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                self.metrics.ingest_in_flight.fetch_sub(1, Relaxed);
+                                // The store is draining: this one stays unacknowledged (the
+                                // broker redelivers it). Keep polling so the store's last acks
+                                // go out, and disconnect only once it is done.
+                                draining = true;
+                            }
+                        }
                     }
+                    self.metrics
+                        .ingest_backlog
+                        .store(backlog.len() as u64, Relaxed);
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
                     self.connection_lost(&mut recent, &mut suspects);
@@ -187,6 +243,16 @@ impl Ingest {
         self.metrics.mqtt_running.store(false, Relaxed);
     }
 
+    /// Shutdown: what the store has not taken stays unacknowledged, and the broker redelivers it
+    /// to the next session.
+    fn abandon(&self, backlog: &mut VecDeque<Incoming>) {
+        self.metrics
+            .ingest_in_flight
+            .fetch_sub(backlog.len() as i64, Relaxed);
+        backlog.clear();
+        self.metrics.ingest_backlog.store(0, Relaxed);
+    }
+
     /// The link to the broker is gone: what it delivered without our ack may come again (added
     /// to the suspects still owed from earlier drops), and acks of this connection are void.
     fn connection_lost(&self, recent: &mut VecDeque<u16>, suspects: &mut HashSet<u16>) {
@@ -201,6 +267,16 @@ impl Ingest {
     }
 
     fn decode(&self, publish: rumqttc::Publish, redelivery: bool) -> Incoming {
+        if Topic::is_own(&self.prefix, &publish.topic) {
+            // The gateway's own downlink, seen through `{prefix}/#`: acknowledged, not stored.
+            return Incoming {
+                publish,
+                redelivery,
+                received_at: Utc::now(),
+                outcome: None,
+                connection: self.metrics.mqtt_connection.load(Relaxed),
+            };
+        }
         let mut outcome = decode(
             &self.prefix,
             &publish.topic,
@@ -208,7 +284,10 @@ impl Ingest {
             self.max_payload,
         );
         match &mut outcome {
-            Ok(d) => self.metrics.received.add(d.body.kind(), 1),
+            Ok(d) => {
+                self.metrics.received.add(d.body.kind(), 1);
+                log::trace!("mqtt: {} from vehicle {}", d.body.kind(), d.vehicle);
+            }
             Err(Rejection { reason, detail }) => {
                 self.metrics.reject(*reason);
                 log::warn!(
@@ -229,7 +308,7 @@ impl Ingest {
             publish,
             redelivery,
             received_at: Utc::now(),
-            outcome,
+            outcome: Some(outcome),
             connection: self.metrics.mqtt_connection.load(Relaxed),
         }
     }

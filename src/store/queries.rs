@@ -9,13 +9,13 @@ use entity::{raw_log, sensor_log, vehicle, vehicle_log};
 use futures_util::TryStreamExt;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    QueryOrder, QuerySelect, QueryTrait, Select,
 };
 
 use super::replay::{
     from_raw_log, from_sensor_log, from_vehicle_log, last_seq, latest_vehicle_logs,
 };
-use crate::domain::{MessageType, StoredMessage};
+use crate::domain::{MessageType, SensorRef, StoredMessage, VehicleKey, MAX_TOPIC_VEHICLE_ID};
 
 /// The largest page a history query returns.
 pub const MAX_HISTORY_LIMIT: u64 = 1000;
@@ -27,6 +27,8 @@ pub const MAX_TRACK_POINTS: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct VehicleRecord {
     pub id: i64,
+    /// The registration code it publishes under, if it has one.
+    pub code: Option<String>,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     /// The vehicle_log with the highest seq, if the vehicle ever sent one.
@@ -49,6 +51,7 @@ pub async fn vehicles(db: &DatabaseConnection) -> Result<Vec<VehicleRecord>, DbE
         .map(|v| VehicleRecord {
             latest: latest.remove(&v.id),
             id: v.id,
+            code: v.code,
             first_seen_at: v.first_seen_at,
             last_seen_at: v.last_seen_at,
         })
@@ -65,10 +68,49 @@ pub async fn vehicle(db: &DatabaseConnection, id: i64) -> Result<Option<VehicleR
         .pop();
     Ok(Some(VehicleRecord {
         id: v.id,
+        code: v.code,
         first_seen_at: v.first_seen_at,
         last_seen_at: v.last_seen_at,
         latest,
     }))
+}
+
+/// The vehicle a path names, by id or code; `None` for a code no vehicle has registered.
+///
+/// An id is taken as it is (whether that vehicle exists is the handler's question); for ids
+/// in the code range the code is looked up so answers can carry it.
+pub async fn resolve_vehicle(
+    db: &DatabaseConnection,
+    key: &VehicleKey,
+) -> Result<Option<VehicleRef>, DbErr> {
+    match key {
+        VehicleKey::Id(id) if *id <= MAX_TOPIC_VEHICLE_ID => Ok(Some(VehicleRef {
+            id: *id,
+            code: None,
+        })),
+        VehicleKey::Id(id) => {
+            let code = vehicle::Entity::find_by_id(*id)
+                .one(db)
+                .await?
+                .and_then(|v| v.code);
+            Ok(Some(VehicleRef { id: *id, code }))
+        }
+        VehicleKey::Code(code) => Ok(vehicle::Entity::find()
+            .filter(vehicle::Column::Code.eq(code.as_str()))
+            .one(db)
+            .await?
+            .map(|v| VehicleRef {
+                id: v.id,
+                code: v.code,
+            })),
+    }
+}
+
+/// A vehicle as answers name it: its id, and its code when it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VehicleRef {
+    pub id: i64,
+    pub code: Option<String>,
 }
 
 /// Oldest first (ascending `seq`) or newest first.
@@ -102,7 +144,7 @@ pub struct HistoryQuery {
     /// Messages with a smaller seq (the cursor for descending pages).
     pub before_seq: Option<i64>,
     /// Only this sensor (sensor_log only).
-    pub sensor_id: Option<i64>,
+    pub sensor: Option<SensorRef>,
     pub limit: u64,
     pub order: SortOrder,
 }
@@ -133,7 +175,6 @@ pub async fn history(db: &DatabaseConnection, q: &HistoryQuery) -> Result<Histor
                 raw_log::Column::Seq,
                 raw_log::Column::Timestamp,
             ],
-            None,
         )
         .limit(fetch)
         .all(db)
@@ -149,8 +190,13 @@ pub async fn history(db: &DatabaseConnection, q: &HistoryQuery) -> Result<Histor
                 sensor_log::Column::Seq,
                 sensor_log::Column::Timestamp,
             ],
-            Some(sensor_log::Column::SensorId),
         )
+        .apply_if(q.sensor.clone(), |s, sensor| match sensor {
+            SensorRef::Id(id) => s
+                .filter(sensor_log::Column::SensorId.eq(id))
+                .filter(sensor_log::Column::SensorCode.is_null()),
+            SensorRef::Code(code) => s.filter(sensor_log::Column::SensorCode.eq(code)),
+        })
         .limit(fetch)
         .all(db)
         .await?
@@ -165,7 +211,6 @@ pub async fn history(db: &DatabaseConnection, q: &HistoryQuery) -> Result<Histor
                 vehicle_log::Column::Seq,
                 vehicle_log::Column::Timestamp,
             ],
-            None,
         )
         .limit(fetch)
         .all(db)
@@ -176,6 +221,7 @@ pub async fn history(db: &DatabaseConnection, q: &HistoryQuery) -> Result<Histor
     };
     let has_more = items.len() as u64 > q.limit;
     items.truncate(q.limit as usize);
+    super::replay::with_vehicle_codes(db, &mut items).await?;
     let newest_on_page = items.iter().map(|m| m.seq).max().unwrap_or(0);
     Ok(HistoryPage {
         items,
@@ -190,7 +236,6 @@ fn page<E: EntityTrait>(
     select: Select<E>,
     q: &HistoryQuery,
     [vehicle_id, seq, timestamp]: [E::Column; 3],
-    sensor: Option<E::Column>,
 ) -> Select<E> {
     let mut s = select.filter(vehicle_id.eq(q.vehicle_id));
     if let Some(from) = q.from {
@@ -204,9 +249,6 @@ fn page<E: EntityTrait>(
     }
     if let Some(before) = q.before_seq {
         s = s.filter(seq.lt(before));
-    }
-    if let (Some(col), Some(id)) = (sensor, q.sensor_id) {
-        s = s.filter(col.eq(id));
     }
     s.order_by(
         seq,

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use entity::{raw_log, sensor_log, vehicle_log};
+use entity::{raw_log, sensor_log, vehicle, vehicle_log};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::domain::{raw_json, MessageType, StoredMessage, VehicleState};
+use crate::domain::{raw_json, MessageType, StoredMessage, VehicleState, MAX_TOPIC_VEHICLE_ID};
 
 /// Which stored messages to read.
 #[derive(Clone, Debug, Default)]
@@ -80,7 +80,38 @@ pub async fn messages_after(
     }
     out.sort_by_key(|m| m.seq);
     out.truncate(limit as usize);
+    with_vehicle_codes(db, &mut out).await?;
     Ok(out)
+}
+
+/// Fills in `vehicle_code` (rows store only the vehicle id). Only vehicles registered by a code
+/// have ids above [`MAX_TOPIC_VEHICLE_ID`], so most pages need no query at all.
+pub async fn with_vehicle_codes(
+    db: &impl sea_orm::ConnectionTrait,
+    messages: &mut [StoredMessage],
+) -> Result<(), DbErr> {
+    let ids: BTreeSet<i64> = messages
+        .iter()
+        .map(|m| m.vehicle_id)
+        .filter(|id| *id > MAX_TOPIC_VEHICLE_ID)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let codes: std::collections::HashMap<i64, String> = vehicle::Entity::find()
+        .select_only()
+        .columns([vehicle::Column::Id, vehicle::Column::Code])
+        .filter(vehicle::Column::Id.is_in(ids))
+        .into_tuple::<(i64, Option<String>)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|(id, code)| code.map(|c| (id, c)))
+        .collect();
+    for m in messages {
+        m.vehicle_code = codes.get(&m.vehicle_id).cloned();
+    }
+    Ok(())
 }
 
 /// One table's first `limit` rows matching `sel`, in seq order.
@@ -128,7 +159,9 @@ pub async fn latest_vehicle_logs(
         .order_by_asc(vehicle_log::Column::Seq)
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(from_vehicle_log).collect())
+    let mut out: Vec<StoredMessage> = rows.into_iter().map(from_vehicle_log).collect();
+    with_vehicle_codes(db, &mut out).await?;
+    Ok(out)
 }
 
 /// The last seq handed out (0 before the first message).
@@ -144,8 +177,10 @@ pub fn from_raw_log(r: raw_log::Model) -> StoredMessage {
         seq: r.seq,
         id: r.id,
         vehicle_id: r.vehicle_id,
+        vehicle_code: None,
         kind: MessageType::RawLog,
         sensor_id: None,
+        sensor_code: None,
         data: raw_json(&r.data),
         timestamp: r.timestamp,
         received_at: r.received_at,
@@ -157,8 +192,10 @@ pub fn from_sensor_log(r: sensor_log::Model) -> StoredMessage {
         seq: r.seq,
         id: r.id,
         vehicle_id: r.vehicle_id,
+        vehicle_code: None,
         kind: MessageType::SensorLog,
-        sensor_id: Some(r.sensor_id),
+        sensor_id: r.sensor_code.is_none().then_some(r.sensor_id),
+        sensor_code: r.sensor_code,
         data: raw_json(&r.data),
         timestamp: r.timestamp,
         received_at: r.received_at,
@@ -198,8 +235,10 @@ pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
         seq: r.seq,
         id: r.id,
         vehicle_id: r.vehicle_id,
+        vehicle_code: None,
         kind: MessageType::VehicleLog,
         sensor_id: None,
+        sensor_code: None,
         data: raw_json(&vehicle_state(&r)),
         timestamp: r.timestamp,
         received_at: r.received_at,

@@ -1,6 +1,6 @@
 //! The writer task: batches, one transaction per batch, broadcast and ack after commit.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,8 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{
-    raw_json, Decoded, MessageType, RejectReason, Rejection, StoredMessage, Telemetry,
+    raw_json, Decoded, MessageType, RejectReason, Rejection, SensorRef, StoredMessage, Telemetry,
+    VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
@@ -32,7 +33,9 @@ pub struct Incoming {
     /// connection that dropped): checked against what is stored before it is stored.
     pub redelivery: bool,
     pub received_at: DateTime<Utc>,
-    pub outcome: Result<Decoded, Rejection>,
+    /// Telemetry or a rejection; `None` for the gateway's own downlink topics, which are only
+    /// acknowledged (in order with the rest).
+    pub outcome: Option<Result<Decoded, Rejection>>,
     /// The broker connection it came on ([`Metrics::mqtt_connection`]): its ack means nothing
     /// on a later one, where the same packet id may name another message.
     pub connection: u64,
@@ -49,16 +52,23 @@ struct Owed {
 const ACK_RETRY: Duration = Duration::from_millis(5);
 
 /// Where the MQTT task sends messages. Bounded: when the database falls behind, the MQTT task
-/// waits here, stops reading from the broker, and the broker holds the rest.
+/// holds what the broker still sends in a backlog of its own and keeps polling (see
+/// [`crate::mqtt`]); the broker holds the rest.
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Incoming>,
 }
 
 impl StoreHandle {
+    /// Queues `msg` if there is room.
+    #[allow(clippy::result_large_err)] // the message comes back to its owner, not boxed
+    pub fn try_send(&self, msg: Incoming) -> Result<(), mpsc::error::TrySendError<Incoming>> {
+        self.tx.try_send(msg)
+    }
+
     /// Waits for room in the queue; fails only when the writer has stopped.
-    pub async fn send(&self, msg: Incoming) -> Result<(), Incoming> {
-        self.tx.send(msg).await.map_err(|e| e.0)
+    pub async fn reserve(&self) -> Result<mpsc::Permit<'_, Incoming>, mpsc::error::SendError<()>> {
+        self.tx.reserve().await
     }
 }
 
@@ -196,6 +206,7 @@ impl Writer {
         let window = self.config.dedup_window;
         let started = std::time::Instant::now();
         let committed = loop {
+            let busy;
             match write_batch(&self.db, batch, suspect_all, last_seq - window).await {
                 Ok((committed, dropped)) => {
                     if dropped > 0 {
@@ -207,6 +218,7 @@ impl Writer {
                     break committed;
                 }
                 Err(e) => {
+                    busy = is_busy(&e);
                     self.metrics.commit_failures.fetch_add(1, Relaxed);
                     if self.metrics.database_ok.swap(false, Relaxed) {
                         log::error!(
@@ -234,7 +246,9 @@ impl Writer {
             }
             suspect_all = true;
             failures += 1;
-            if failures >= 3 && self.db.ping().await.is_ok() {
+            // A database locked by another writer answers pings too: that is an outage, not a
+            // refusal of this batch, and isolating would store good messages as rejected.
+            if failures >= 3 && !busy && self.db.ping().await.is_ok() {
                 // The database answers, yet refuses this batch: something in it cannot be stored.
                 break self.isolate(batch, last_seq - window).await;
             }
@@ -315,7 +329,7 @@ impl Writer {
                         committed.extend(stored);
                         break;
                     }
-                    Err(e) if self.db.ping().await.is_ok() => {
+                    Err(e) if !is_busy(&e) && self.db.ping().await.is_ok() => {
                         refusals += 1;
                         if refusals > 1 {
                             // Not even as a rejected message (e.g. a topic the database refuses).
@@ -330,10 +344,10 @@ impl Writer {
                             msg.publish.topic
                         );
                         self.metrics.reject(RejectReason::StorageError);
-                        msg.outcome = Err(Rejection {
+                        msg.outcome = Some(Err(Rejection {
                             reason: RejectReason::StorageError,
                             detail: format!("the database refused it: {e}"),
-                        });
+                        }));
                     }
                     // The database went away meanwhile: wait for it like any commit.
                     Err(_) => sleep(Duration::from_millis(500)).await,
@@ -342,6 +356,20 @@ impl Writer {
         }
         committed
     }
+}
+
+/// The database is busy with another writer (SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED` after its
+/// busy timeout, PostgreSQL's lock timeouts): wait and retry, never blame the message.
+fn is_busy(e: &DbErr) -> bool {
+    let text = e.to_string();
+    [
+        "database is locked",
+        "database table is locked",
+        "lock timeout",
+        "deadlock detected",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// The dedup key of a message: FNV-1a (64 bit) of its topic, a 0xFF separator and its payload.
@@ -372,17 +400,22 @@ async fn write_batch(
 
     let accepted: Vec<(&Incoming, &Decoded, i64)> = batch
         .iter()
-        .filter_map(|m| {
-            m.outcome
-                .as_ref()
-                .ok()
-                .map(|d| (m, d, dedup_key(&m.publish.topic, &m.publish.payload)))
+        .filter_map(|m| match &m.outcome {
+            Some(Ok(d)) => Some((m, d, dedup_key(&m.publish.topic, &m.publish.payload))),
+            _ => None,
         })
         .collect();
+    // Vehicles named by a code get their id here (registered on first sight).
+    let code_ids = vehicle_ids_of_codes(&txn, &accepted).await?;
+    let vehicle_id = |d: &Decoded| match &d.vehicle {
+        VehicleKey::Id(id) => *id,
+        // unwrap-free: every code in `accepted` was resolved above.
+        VehicleKey::Code(code) => code_ids.get(code.as_str()).copied().unwrap_or_default(),
+    };
     let suspects: Vec<(i64, i64, MessageType)> = accepted
         .iter()
         .filter(|(m, ..)| suspect_all || m.redelivery)
-        .map(|(_, d, key)| (d.vehicle_id, *key, d.body.kind()))
+        .map(|(_, d, key)| (vehicle_id(d), *key, d.body.kind()))
         .collect();
     let mut seen = if suspects.is_empty() {
         HashSet::new()
@@ -393,7 +426,7 @@ async fn write_batch(
     let accepted: Vec<_> = accepted
         .into_iter()
         .filter(|(m, d, key)| {
-            let fresh = seen.insert((d.vehicle_id, *key));
+            let fresh = seen.insert((vehicle_id(d), *key));
             let keep = fresh || !(suspect_all || m.redelivery);
             dropped += usize::from(!keep);
             keep
@@ -403,7 +436,7 @@ async fn write_batch(
     let mut vehicles_seen: BTreeMap<i64, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
     for (m, d, _) in &accepted {
         let (first, last) = vehicles_seen
-            .entry(d.vehicle_id)
+            .entry(vehicle_id(d))
             .or_insert((m.received_at, m.received_at));
         *first = (*first).min(m.received_at);
         *last = (*last).max(m.received_at);
@@ -413,6 +446,7 @@ async fn write_batch(
         vehicle::Entity::insert_many(vehicles_seen.iter().map(|(id, (first, last))| {
             vehicle::ActiveModel {
                 id: Set(*id),
+                code: NotSet,
                 first_seen_at: Set(*first),
                 last_seen_at: Set(*last),
             }
@@ -434,38 +468,41 @@ async fn write_batch(
     for (i, (m, d, key)) in accepted.iter().enumerate() {
         let seq = first_seq + i as i64;
         let timestamp = d.timestamp.unwrap_or(m.received_at);
-        let (sensor_id, data) = match &d.body {
+        let vehicle_id = vehicle_id(d);
+        let (sensor, data) = match &d.body {
             Telemetry::RawLog(line) => {
                 raws.push(raw_log::ActiveModel {
                     id: NotSet,
                     seq: Set(seq),
-                    vehicle_id: Set(d.vehicle_id),
+                    vehicle_id: Set(vehicle_id),
                     data: Set(line.clone()),
                     timestamp: Set(timestamp),
                     received_at: Set(m.received_at),
                     dedup_key: Set(*key),
                 });
-                (None, raw_json(line))
+                (None::<&SensorRef>, raw_json(line))
             }
-            Telemetry::SensorLog { sensor_id, data } => {
+            Telemetry::SensorLog { sensor, data } => {
                 let data = serde_json::Value::Object(data.clone());
                 let raw = raw_json(&data);
                 sensors.push(sensor_log::ActiveModel {
                     id: NotSet,
                     seq: Set(seq),
-                    vehicle_id: Set(d.vehicle_id),
-                    sensor_id: Set(*sensor_id),
+                    vehicle_id: Set(vehicle_id),
+                    // 0 stands for "named by sensor_code" (the column predates codes).
+                    sensor_id: Set(sensor.id().unwrap_or(0)),
+                    sensor_code: Set(sensor.code().map(str::to_owned)),
                     data: Set(data),
                     timestamp: Set(timestamp),
                     received_at: Set(m.received_at),
                     dedup_key: Set(*key),
                 });
-                (Some(*sensor_id), raw)
+                (Some(sensor), raw)
             }
             Telemetry::VehicleLog(state) => {
                 vehicles.push(vehicle_log_row(
                     seq,
-                    d.vehicle_id,
+                    vehicle_id,
                     state,
                     (timestamp, m.received_at),
                     *key,
@@ -476,9 +513,14 @@ async fn write_batch(
         out.push(StoredMessage {
             seq,
             id: 0, // filled in from RETURNING below
-            vehicle_id: d.vehicle_id,
+            vehicle_id,
+            vehicle_code: match &d.vehicle {
+                VehicleKey::Code(code) => Some(code.clone()),
+                VehicleKey::Id(_) => None,
+            },
             kind: d.body.kind(),
-            sensor_id,
+            sensor_id: sensor.and_then(SensorRef::id),
+            sensor_code: sensor.and_then(|s| s.code().map(str::to_owned)),
             data,
             timestamp,
             received_at: m.received_at,
@@ -512,7 +554,10 @@ async fn write_batch(
 
     let rejected: Vec<_> = batch
         .iter()
-        .filter_map(|m| m.outcome.as_ref().err().map(|r| (m, r)))
+        .filter_map(|m| match &m.outcome {
+            Some(Err(r)) => Some((m, r)),
+            _ => None,
+        })
         .map(|(m, r)| rejected_message::ActiveModel {
             id: NotSet,
             topic: Set(m.publish.topic.clone()),
@@ -530,6 +575,70 @@ async fn write_batch(
 
     txn.commit().await?;
     Ok((out, dropped))
+}
+
+/// The ids of the vehicles named by a code in `accepted`; a code seen for the first time is
+/// registered with the next id above [`MAX_TOPIC_VEHICLE_ID`] (ids from topics stay at or below
+/// it, so the two never meet).
+///
+/// Two writers registering at once (several instances) may pick the same id: the second's
+/// insert fails, its transaction is retried like any failed commit, and the retry finds the
+/// code or the next free id.
+async fn vehicle_ids_of_codes<C: ConnectionTrait>(
+    txn: &C,
+    accepted: &[(&Incoming, &Decoded, i64)],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut first_seen: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    for (m, d, _) in accepted {
+        if let VehicleKey::Code(code) = &d.vehicle {
+            let at = first_seen.entry(code.as_str()).or_insert(m.received_at);
+            *at = (*at).min(m.received_at);
+        }
+    }
+    if first_seen.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut ids: HashMap<String, i64> = vehicle::Entity::find()
+        .select_only()
+        .columns([vehicle::Column::Code, vehicle::Column::Id])
+        .filter(vehicle::Column::Code.is_in(first_seen.keys().copied()))
+        .into_tuple::<(Option<String>, i64)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .filter_map(|(code, id)| code.map(|c| (c, id)))
+        .collect();
+    let new: Vec<(&str, DateTime<Utc>)> = first_seen
+        .into_iter()
+        .filter(|(code, _)| !ids.contains_key(*code))
+        .collect();
+    if new.is_empty() {
+        return Ok(ids);
+    }
+    let highest: Option<i64> = vehicle::Entity::find()
+        .select_only()
+        .column_as(vehicle::Column::Id.max(), "id")
+        .filter(vehicle::Column::Id.gt(MAX_TOPIC_VEHICLE_ID))
+        .into_tuple::<Option<i64>>()
+        .one(txn)
+        .await?
+        .flatten();
+    let first = highest.map_or(FIRST_CODE_VEHICLE_ID, |h| h + 1);
+    let mut rows = Vec::new();
+    for (id, (code, at)) in (first..).zip(new) {
+        log::info!("store: vehicle {code} registered as vehicle {id}");
+        ids.insert(code.to_owned(), id);
+        rows.push(vehicle::ActiveModel {
+            id: Set(id),
+            code: Set(Some(code.to_owned())),
+            first_seen_at: Set(at),
+            last_seen_at: Set(at),
+        });
+    }
+    vehicle::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(ids)
 }
 
 /// One table's (vehicle, dedup key) pairs with a key in `keys` and a seq above `floor`;

@@ -1,8 +1,10 @@
 //! One WebSocket session: forwards hub frames, answers client frames, pings, and closes with
 //! the right code. Runs on the actix worker that accepted the connection.
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
@@ -10,7 +12,6 @@ use bytestring::ByteString;
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, close, ClientFrame};
 use crate::auth::Scope;
@@ -28,6 +29,8 @@ pub struct SessionConfig {
     /// Client messages per second allowed on average, and in a burst.
     pub client_rate: f64,
     pub client_burst: f64,
+    /// A client whose socket takes nothing for this long is closed (3001).
+    pub stall_timeout: Duration,
 }
 
 pub struct SessionContext {
@@ -35,7 +38,6 @@ pub struct SessionContext {
     pub db: DatabaseConnection,
     pub metrics: Arc<Metrics>,
     pub config: SessionConfig,
-    pub shutdown: CancellationToken,
 }
 
 /// What the client asked for when it connected.
@@ -73,8 +75,10 @@ pub async fn run(
     let mut out = Out {
         session: &mut session,
         metrics: &ctx.metrics,
+        stall_timeout: ctx.config.stall_timeout,
+        stalled: false,
     };
-    let reason = match out.send(hello).await {
+    let closing = match out.send(hello).await {
         Err(Closed) => None,
         Ok(()) => match open_stream(&mut out, &ctx, opening).await {
             Ok((mut reg, replayed_up_to)) => {
@@ -93,23 +97,54 @@ pub async fn run(
             Err(reason) => reason,
         },
     };
-    if let Some(r) = &reason {
+    let closing = if out.stalled {
+        ctx.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
+        log::warn!(
+            "ws: a client took nothing for {:?}; closing it as a slow consumer",
+            ctx.config.stall_timeout
+        );
+        Some(reason(
+            close::SLOW_CONSUMER,
+            "slow consumer: reconnect and resume with since=",
+        ))
+    } else {
+        closing
+    };
+    if let Some(r) = &closing {
         log::debug!("ws: closing with {r:?}");
     }
-    let _ = session.close(reason).await;
+    // The hub no longer holds anything for this client; the close frame waits behind what the
+    // socket has not taken, for at most the client timeout.
+    let _ = tokio::time::timeout(ctx.config.client_timeout, session.close(closing)).await;
 }
 
 /// The session's writing half, counting what it sends.
 struct Out<'a> {
     session: &'a mut Session,
     metrics: &'a Metrics,
+    stall_timeout: Duration,
+    /// A send made no progress for `stall_timeout`: the client is not reading.
+    stalled: bool,
 }
 
 struct Closed;
 
 impl Out<'_> {
     async fn send(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
-        self.session.text(text).await.map_err(|_| Closed)?;
+        let mut send = std::pin::pin!(self.session.text(text));
+        // Most sends complete at once; only a send that waits gets a timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
+        let sent = match first {
+            Poll::Ready(sent) => sent,
+            Poll::Pending => match tokio::time::timeout(self.stall_timeout, send).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    self.stalled = true;
+                    return Err(Closed);
+                }
+            },
+        };
+        sent.map_err(|_| Closed)?;
         self.metrics.frames_sent.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -237,29 +272,46 @@ async fn serve(
     let mut last_heard = Instant::now();
     let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Made once, not per turn of the loop: each new `cancelled()` future registers with its
-    // token under a lock, a cost paid per frame at high fan-out.
-    let kicked_token = reg.kicked.clone();
-    let shutdown = ctx.shutdown.cancelled();
-    let kicked = kicked_token.cancelled();
-    tokio::pin!(shutdown, kicked);
+    // Everything up to this seq that matches the filter has been sent (or was replayed):
+    // live frames up to it are skipped, and a catch-up starts after it.
+    let mut cursor = replayed_up_to;
+    let lagged = reg.lagged.clone();
     loop {
         let reply = tokio::select! {
             biased;
-            _ = &mut shutdown => return Some(reason(close::GOING_AWAY, "server shutting down")),
-            _ = &mut kicked => {
-                return Some(reason(close::SLOW_CONSUMER, "slow consumer: reconnect and resume with since="));
-            }
             frame = reg.frames.recv() => match frame {
-                Some(frame) if frame.seq <= replayed_up_to => continue,
+                Some(frame) if frame.seq <= cursor => continue,
                 Some(frame) => {
                     if out.send(frame.bytes).await.is_err() {
                         return None;
                     }
+                    cursor = frame.seq;
                     continue;
                 }
-                None => return Some(reason(close::GOING_AWAY, "stream ended")),
+                // The hub has ended (shutdown, after the store's last commit): every committed
+                // frame queued for this client has been sent.
+                None => {
+                    if let Some(conflation) = &conflation {
+                        for frame in conflation.take().0.into_iter().filter(|f| f.seq > cursor) {
+                            if out.send(frame.bytes).await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                    return Some(reason(close::GOING_AWAY, "server shutting down"));
+                }
             },
+            // Only once the queue is drained (biased): the hub stopped queueing for this client
+            // when it overflowed; catch up from the database and rejoin.
+            _ = lagged.notified() => {
+                match catch_up(out, ctx, reg, cursor).await {
+                    Ok(caught_up_to) => cursor = caught_up_to,
+                    Err(reason) => return reason,
+                }
+                // The client's messages were not read meanwhile; that was our doing.
+                last_heard = Instant::now();
+                continue;
+            }
             // Only polled once the queue is empty (biased): parked frames are newer than queued.
             _ = parked(&conflation) => {
                 if let Some(conflation) = &conflation {
@@ -268,10 +320,12 @@ async fn serve(
                     if skipped > 0 && out.send(protocol::conflated(skipped)).await.is_err() {
                         return None;
                     }
-                    for frame in frames.into_iter().filter(|f| f.seq > replayed_up_to) {
+                    let newer: Vec<_> = frames.into_iter().filter(|f| f.seq > cursor).collect();
+                    for frame in newer {
                         if out.send(frame.bytes).await.is_err() {
                             return None;
                         }
+                        cursor = frame.seq;
                     }
                 }
                 continue;
@@ -319,6 +373,48 @@ async fn serve(
             return None;
         }
     }
+}
+
+/// After a burst overflowed the client's queue: sends every stored message after `cursor` that
+/// matches its filter, rejoins the hub, and sends what was committed up to the seam. Returns
+/// the new cursor. A client further behind than the replay window is closed (3001) instead.
+async fn catch_up(
+    out: &mut Out<'_>,
+    ctx: &SessionContext,
+    reg: &Registration,
+    cursor: i64,
+) -> Result<i64, Option<CloseReason>> {
+    let unavailable = |e: sea_orm::DbErr| {
+        log::error!("ws: catching a client up failed: {e}");
+        Some(reason(
+            close::TRY_AGAIN_LATER,
+            "stored messages are unavailable; retry",
+        ))
+    };
+    let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
+    if last - cursor > ctx.config.replay_window {
+        ctx.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
+        return Err(Some(reason(
+            close::SLOW_CONSUMER,
+            "slow consumer: fell behind the replay window; reload history over REST and resume",
+        )));
+    }
+    let mut sel = replay::Selection {
+        vehicles: (!reg.filter.all).then(|| reg.filter.vehicles.clone()),
+        types: reg.filter.types.clone(),
+        after_seq: cursor,
+        up_to_seq: None,
+    };
+    let count = ctx.hub.connection_count();
+    replay_pages(out, ctx, &mut sel, count).await?;
+    let seam = ctx
+        .hub
+        .rejoin(reg.id)
+        .await
+        .ok_or_else(|| Some(reason(close::GOING_AWAY, "server shutting down")))?;
+    sel.up_to_seq = Some(seam);
+    replay_pages(out, ctx, &mut sel, count).await?;
+    Ok(sel.after_seq.max(seam))
 }
 
 /// Resolves when a `conflate=latest` client has parked frames; never for other clients.

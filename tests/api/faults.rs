@@ -8,7 +8,11 @@ use crate::helpers::{
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_disconnected_and_the_others_miss_nothing() {
-    let app = spawn_with(Resources::fresh().await, |s| s.ws_client_queue = 256).await;
+    let app = spawn_with(Resources::fresh().await, |s| {
+        s.ws_client_queue = 256;
+        s.ws_stall_timeout_secs = 2;
+    })
+    .await;
     let mut healthy = app.connect_ws("/api/ws").await;
     healthy.next_json().await;
     let mut stalled = app.connect_ws("/api/ws").await; // never read until the end

@@ -584,3 +584,73 @@ impl TcpProxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+/// A Mosquitto of the test's own on a free port, with the limits a gateway that acknowledges
+/// after commit needs (the stock configuration queues only 1,000 messages per session and then
+/// drops): for tests that hold back a large backlog on purpose. Killed when dropped.
+pub struct PrivateMosquitto {
+    child: std::process::Child,
+    pub url: String,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateMosquitto {
+    pub async fn start() -> PrivateMosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(unique("mosquitto-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_inflight_messages 20000\nmax_queued_messages 1000000\nmax_queued_bytes 0\n\
+                 log_dest none\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting mosquitto (apt-get install mosquitto)");
+        let url = format!("mqtt://127.0.0.1:{port}");
+        wait_for("the private Mosquitto to listen", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        PrivateMosquitto { child, url, dir }
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Holds the seq cursor's row in a transaction of the test's own, so every commit of the
+/// gateway waits behind it (PostgreSQL) or fails and is retried (SQLite): a database that
+/// takes nothing, without touching the server. Released by `rollback`.
+pub async fn hold_seq_cursor(db: &DatabaseConnection) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let blocker = db.begin().await.unwrap();
+    blocker
+        .execute_raw(Statement::from_string(
+            db.get_database_backend(),
+            "UPDATE seq_cursor SET value = value WHERE id = 1".to_owned(),
+        ))
+        .await
+        .unwrap();
+    blocker
+}

@@ -6,12 +6,15 @@
 
 mod helpers;
 
+mod access;
 mod auth;
 mod config;
 mod crash;
 mod faults;
 mod ingest;
+mod naming;
 mod openapi;
+mod pressure;
 mod rejected;
 mod rest;
 mod resume;

@@ -15,7 +15,7 @@ async fn each_kind_of_bad_input_is_stored_counted_and_good_traffic_flows() {
     app.publish("1/raw_log", "before").await;
     let bad: Vec<(String, Vec<u8>, &str)> = vec![
         (
-            format!("{prefix}/abc/raw_log"),
+            format!("{prefix}/-1/raw_log"),
             b"x".to_vec(),
             "invalid_vehicle_id",
         ),
@@ -36,7 +36,7 @@ async fn each_kind_of_bad_input_is_stored_counted_and_good_traffic_flows() {
         ),
         (
             format!("{prefix}/1/sensor_log"),
-            br#"{"sensor_id":"five","data":{}}"#.to_vec(),
+            br#"{"sensor_id":"five?","data":{}}"#.to_vec(),
             "invalid_field",
         ),
         (format!("{prefix}/1/raw_log"), Vec::new(), "empty_payload"),

@@ -84,7 +84,7 @@ async fn a_graceful_restart_under_qos1_traffic_loses_and_duplicates_nothing() {
 }
 
 #[actix_web::test]
-async fn shutdown_refuses_new_streams_and_reports_not_ready() {
+async fn shutdown_refuses_new_streams_and_sends_live_clients_the_last_committed_frames() {
     use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
     let mut app = spawn_app().await;
     let mut ws = app.connect_ws("/api/ws").await;
@@ -106,17 +106,20 @@ async fn shutdown_refuses_new_streams_and_reports_not_ready() {
     })
     .await;
     app.shutdown.cancel();
-    match ws.next_event().await {
-        WsEvent::Closed(Some(reason)) => assert_eq!(u16::from(reason.code), 1001),
-        other => panic!("expected a 1001 close, got {other:?}"),
-    }
     let (status, ready) = app.get("/ready").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["shutting_down"], true, "{ready}");
     let (status, body) = app.get("/api/ws").await;
     assert_eq!(status, 503, "a new stream is refused: {body}");
 
+    // The drain commits the in-flight message; the live client gets it, then the 1001.
     blocker.rollback().await.unwrap();
+    let frame = ws.next_data().await;
+    assert_eq!(frame["data"], "in flight at shutdown");
+    match ws.next_event().await {
+        WsEvent::Closed(Some(reason)) => assert_eq!(u16::from(reason.code), 1001),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
     app.stop().await;
     assert_eq!(
         app.count("raw_logs").await,

@@ -12,14 +12,16 @@ use serde_json::{Map, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BadKind {
-    /// `{prefix}/boat7/vehicle_log`: the vehicle id level is not a positive integer.
+    /// `{prefix}/7.0/vehicle_log`: the vehicle level is neither a positive integer id nor a
+    /// registration code (letters, digits, `-`, `_`, with a letter).
     NonIntegerVehicleId,
     /// Truncated JSON, a Python dict repr, a `NaN`, two objects run together.
     InvalidJson,
-    /// A `vehicle_log` field of the wrong type (`"battery_voltage": "12.4"`), or a `sensor_log`
-    /// whose `data` is a string.
+    /// A `vehicle_log` field of the wrong type (`"battery_voltage": "12.4 V"`), or a
+    /// `sensor_log` whose `data` is a string.
     WrongFieldType,
-    /// A `sensor_log` whose `sensor_id` is a string or a fraction.
+    /// A `sensor_log` whose `sensor_id` is a fraction, or a string that is neither an integer
+    /// nor a sensor code.
     NonIntegerSensorId,
     /// Zero bytes.
     EmptyPayload,
@@ -123,10 +125,10 @@ pub(crate) fn build(kind: BadKind, src: BadSource<'_>, rng: &mut ChaCha8Rng) -> 
     match kind {
         BadKind::NonIntegerVehicleId => {
             let bogus = match rng.random_range(0..4) {
-                0 => format!("boat{id}"),
+                0 => format!("boat {id}"),
                 1 => format!("{id}.0"),
-                2 => format!("vehicle-{id}"),
-                _ => "abc".to_owned(),
+                2 => format!("-{id}"),
+                _ => "0".to_owned(),
             };
             let (kind, payload) = src.replaced;
             (format!("{}/{bogus}/{kind}", src.prefix), payload.to_vec())
@@ -175,8 +177,8 @@ pub(crate) fn build(kind: BadKind, src: BadSource<'_>, rng: &mut ChaCha8Rng) -> 
             let mut value = to_value(&src.state);
             let obj = value.as_object_mut().expect("a VehicleState is an object");
             match rng.random_range(0..6) {
-                0 => set_as_string(obj, "battery_voltage"),
-                1 => set_as_string(obj, "latitude"),
+                0 => set_with_unit(obj, "battery_voltage", "V"),
+                1 => set_with_unit(obj, "latitude", "S"),
                 2 => {
                     // A float where an integer is required.
                     let rssi = obj.get("rssi").and_then(Value::as_f64).unwrap_or(-60.0);
@@ -204,9 +206,9 @@ pub(crate) fn build(kind: BadKind, src: BadSource<'_>, rng: &mut ChaCha8Rng) -> 
             let mut value = to_value(&src.reading);
             let sid = src.reading.sensor_id;
             value["sensor_id"] = match rng.random_range(0..3) {
-                0 => Value::from(sid.to_string()),
+                0 => Value::from(format!("{sid}.5")),
                 1 => Value::from(sid as f64 + 0.5),
-                _ => Value::from(format!("env-{sid}")),
+                _ => Value::from(format!("env {sid}")),
             };
             (topic(MessageType::SensorLog), to_vec(&value))
         }
@@ -248,12 +250,14 @@ pub(crate) fn build(kind: BadKind, src: BadSource<'_>, rng: &mut ChaCha8Rng) -> 
     }
 }
 
-fn set_as_string(obj: &mut Map<String, Value>, field: &str) {
+/// The number as text with its unit (`"12.4 V"`): not a number, even to a gateway that reads
+/// numbers sent as strings.
+fn set_with_unit(obj: &mut Map<String, Value>, field: &str, unit: &str) {
     let text = obj
         .get(field)
         .map(|v| v.to_string())
         .unwrap_or_else(|| "0".into());
-    obj.insert(field.into(), Value::String(text));
+    obj.insert(field.into(), Value::String(format!("{text} {unit}")));
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

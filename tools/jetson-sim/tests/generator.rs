@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 use jetson_sim::{BadKind, Fleet, SimConfig, SimMessage};
-use seano_gateway::domain::{decode, parse_timestamp, MessageType, Telemetry, VehicleState};
+use seano_gateway::domain::{
+    decode, parse_timestamp, MessageType, Telemetry, VehicleKey, VehicleState,
+};
 
 const MAX_PAYLOAD: usize = 262_144;
 const EARTH_M_PER_DEG: f64 = 111_320.0;
@@ -47,12 +49,13 @@ fn every_good_message_decodes_and_every_bad_one_is_rejected_for_its_reason() {
                     let d = outcome.unwrap_or_else(|r| panic!("{what}: rejected {r:?}"));
                     *kinds_seen.entry(kind).or_default() += 1;
                     assert_eq!(d.body.kind(), kind, "{what}");
-                    assert_eq!(d.vehicle_id, m.vehicle_id, "{what}");
-                    assert!(ids.contains(&d.vehicle_id), "{what}");
+                    assert_eq!(d.vehicle, VehicleKey::Id(m.vehicle_id), "{what}");
+                    assert!(ids.contains(&m.vehicle_id), "{what}");
                     let stamped = kind != MessageType::RawLog && config.timestamps;
                     assert_eq!(d.timestamp.is_some(), stamped, "{what}");
-                    if let Telemetry::SensorLog { sensor_id, data } = &d.body {
-                        assert!(sensors[&d.vehicle_id].contains(sensor_id), "{what}");
+                    if let Telemetry::SensorLog { sensor, data } = &d.body {
+                        let sensor_id = sensor.id().expect("the simulator names sensors by id");
+                        assert!(sensors[&m.vehicle_id].contains(&sensor_id), "{what}");
                         assert!(!data.is_empty(), "{what}");
                     }
                 }

@@ -1,0 +1,269 @@
+//! Pressure from both ends: a backlog released at once must not cost reading clients their
+//! connection, and a database that takes nothing must not make ingest deaf to the broker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+
+use crate::helpers::{
+    hold_seq_cursor, spawn_with, wait_for, PrivateMosquitto, Publisher, Resources, WsClient,
+    WsEvent,
+};
+
+/// Reads `n` data frames; returns (vehicle, data) in arrival order, checking seq increases.
+async fn read_all(mut ws: WsClient, n: usize) -> (WsClient, Vec<(i64, String)>) {
+    let mut got = Vec::with_capacity(n);
+    let mut last_seq = 0;
+    while got.len() < n {
+        let f = ws.next_data().await;
+        let seq = f["seq"].as_i64().unwrap();
+        assert!(seq > last_seq, "seq order: {seq} after {last_seq}");
+        last_seq = seq;
+        got.push((
+            f["vehicle_id"].as_i64().unwrap(),
+            f["data"].as_str().unwrap().to_owned(),
+        ));
+    }
+    (ws, got)
+}
+
+#[actix_web::test]
+async fn a_backlog_released_at_once_reaches_every_reading_client_without_a_disconnect() {
+    // On Mosquitto, one of the test's own that sends the whole backlog without waiting for acks
+    // (the stock one keeps 20 in flight); the embedded broker keeps 500 in flight.
+    let private = match std::env::var("TEST_MQTT_URL") {
+        Ok(u) if !u.is_empty() => Some(PrivateMosquitto::start().await),
+        _ => None,
+    };
+    let mut resources = Resources::fresh().await;
+    resources.mqtt_url = private.as_ref().map(|b| b.url.clone());
+    // Smaller than any burst the broker releases, so every fleet client overflows.
+    let mut app = spawn_with(resources, |s| s.ws_client_queue = 16).await;
+    let (vehicles, per_vehicle) = (5i64, 1000usize);
+    let mut clients = Vec::new();
+    for i in 0..50i64 {
+        let path = if i < 25 {
+            "/api/ws".to_owned()
+        } else {
+            format!("/api/ws/vehicle/{}", i % vehicles + 1)
+        };
+        let mut ws = app.connect_ws(&path).await;
+        ws.next_json().await;
+        clients.push((i, ws));
+    }
+    let mut silent = app.connect_ws("/api/ws").await; // never reads until the end
+    silent.next_json().await;
+
+    // The database takes nothing while the backlog piles up in front of it.
+    let blocker = hold_seq_cursor(&app.db).await;
+    let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    for i in 0..per_vehicle {
+        for v in 1..=vehicles {
+            let topic = format!("{}/{v}/raw_log", app.prefix);
+            publisher
+                .send(&topic, format!("{v}-{i:04}").into_bytes())
+                .await;
+        }
+        if i % 20 == 19 {
+            publisher.wait_acks(20 * vehicles as usize).await;
+        }
+    }
+    let total = per_vehicle * vehicles as usize;
+    wait_for("a backlog to pile up in front of the database", || async {
+        app.get("/ready").await.1["ingest_in_flight"].as_i64() >= Some(50)
+    })
+    .await;
+    blocker.rollback().await.unwrap();
+
+    let reads = clients.into_iter().map(|(i, ws)| async move {
+        let n = if i < 25 { total } else { per_vehicle };
+        (i, read_all(ws, n).await)
+    });
+    let mut still_open = Vec::new();
+    for (i, (mut ws, got)) in join_all(reads).await {
+        let mut by_vehicle: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for (v, data) in got {
+            by_vehicle.entry(v).or_default().push(data);
+        }
+        for (v, lines) in &by_vehicle {
+            let expected: Vec<String> = (0..per_vehicle).map(|k| format!("{v}-{k:04}")).collect();
+            assert_eq!(
+                lines, &expected,
+                "client {i}, vehicle {v}: every message once, in order"
+            );
+        }
+        let wanted = if i < 25 { vehicles as usize } else { 1 };
+        assert_eq!(by_vehicle.len(), wanted, "client {i}");
+        assert!(ws.round_trip().await.is_empty(), "client {i}: nothing more");
+        still_open.push(ws);
+    }
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert_eq!(stats["messages"]["slow_clients_dropped"], 0, "{stats}");
+    if private.is_some() {
+        // Mosquitto releases the whole backlog at once (rumqttd only as acks come back).
+        assert!(
+            stats["messages"]["clients_caught_up"].as_u64() > Some(0),
+            "the burst overflowed queues and was caught up from the database: {stats}"
+        );
+    }
+    assert_eq!(stats["active_connections"], 51);
+    drop(silent);
+    app.stop().await;
+    drop(private);
+}
+
+#[actix_web::test]
+async fn a_client_that_reads_nothing_is_closed_and_forgotten() {
+    let mut app = spawn_with(Resources::fresh().await, |s| {
+        s.ws_client_queue = 64;
+        s.ws_stall_timeout_secs = 1;
+    })
+    .await;
+    let mut silent = app.connect_ws("/api/ws").await;
+    silent.next_json().await;
+    let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    let topic = format!("{}/1/raw_log", app.prefix);
+    let line = "y".repeat(16_000);
+    // Until the gateway gives up on it: its socket fills, then its queue, then the timeout.
+    let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
+    loop {
+        for i in 0..20 {
+            publisher
+                .send(&topic, format!("{i} {line}").into_bytes())
+                .await;
+        }
+        publisher.wait_acks(20).await;
+        let (_, stats) = app.get("/api/ws/stats").await;
+        if stats["messages"]["slow_clients_dropped"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent client was not closed: {stats}"
+        );
+    }
+    wait_for("its registration to be gone", || async {
+        app.get("/api/ws/stats").await.1["active_connections"] == 0
+    })
+    .await;
+    let (_, stats) = app.get("/api/ws/stats").await;
+    assert_eq!(
+        stats["active_connections"], 0,
+        "its queue is freed: {stats}"
+    );
+    let close = loop {
+        if let WsEvent::Closed(reason) = silent.next_event().await {
+            break reason;
+        }
+    };
+    assert_eq!(close.map(|r| u16::from(r.code)), Some(3001));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn ingest_keeps_its_broker_session_through_a_database_outage_and_loses_nothing() {
+    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        // SQLite has no outage short of a lock, and its readers (this test's) time out on one.
+        eprintln!("skipped: a database outage needs a server database (set TEST_DATABASE_URL)");
+        return;
+    }
+    // On Mosquitto, one of the test's own whose queue holds the whole outage's traffic.
+    let private = match std::env::var("TEST_MQTT_URL") {
+        Ok(u) if !u.is_empty() => Some(PrivateMosquitto::start().await),
+        _ => None,
+    };
+    let mut resources = Resources::fresh().await;
+    resources.mqtt_url = private.as_ref().map(|b| b.url.clone());
+    let mut app = spawn_with(resources, |s| {
+        s.mqtt_keep_alive_secs = 5;
+        s.ingest_stall_secs = 1;
+    })
+    .await;
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+
+    // 50 vehicles, 1,000 msg/s at QoS 1, for the whole test: more than the store's queue
+    // (10,000) and a batch hold during the outage, so the MQTT task's own backlog is used.
+    let (rate, vehicles, seconds) = (1000usize, 50usize, 24usize);
+    let total = rate * seconds;
+    let prefix = app.prefix.clone();
+    let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    let publishing = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        for k in 0..total / (rate / 10) {
+            tick.tick().await;
+            for j in 0..rate / 10 {
+                let i = k * (rate / 10) + j;
+                let topic = format!("{prefix}/{}/raw_log", i % vehicles + 1);
+                publisher
+                    .send(&topic, format!("m{i:06}").into_bytes())
+                    .await;
+            }
+            publisher.wait_acks(rate / 10).await;
+        }
+    });
+    wait_for("traffic to flow", || async {
+        app.count("raw_logs").await > 0
+    })
+    .await;
+
+    // An outage of more than three keep-alives: the gateway's commits cannot complete.
+    let blocker = hold_seq_cursor(&app.db).await;
+    let outage = tokio::time::Instant::now();
+    let stored_at_start = app.count("raw_logs").await;
+    let mut seen_not_ready = false;
+    while outage.elapsed() < Duration::from_secs(16) {
+        let (_, status) = app.get("/api/mqtt/status").await;
+        assert_eq!(status["connected"], true, "{status}");
+        assert_eq!(
+            status["connections_lost"], 0,
+            "the broker kept the session: {status}"
+        );
+        let (code, ready) = app.get("/ready").await;
+        seen_not_ready |= code == 503 && ready["ingest"] == false;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(seen_not_ready, "/ready said ingest was stalled");
+    assert_eq!(
+        app.count("raw_logs").await,
+        stored_at_start,
+        "nothing committed meanwhile"
+    );
+    let (_, status) = app.get("/api/mqtt/status").await;
+    assert!(status["backlog"].as_u64() > Some(0), "{status}");
+    blocker.rollback().await.unwrap();
+
+    publishing.await.unwrap();
+    wait_for("every message to be stored", || async {
+        app.count("raw_logs").await >= total as i64
+    })
+    .await;
+    assert_eq!(
+        app.count("raw_logs").await,
+        total as i64,
+        "nothing stored twice"
+    );
+    let mut seen = Vec::with_capacity(total);
+    let mut last_seq = 0;
+    while seen.len() < total {
+        let f: Value = ws.next_data().await;
+        let seq = f["seq"].as_i64().unwrap();
+        assert!(seq > last_seq);
+        last_seq = seq;
+        seen.push(f["data"].as_str().unwrap().to_owned());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        total,
+        "every message broadcast once, after its commit"
+    );
+    let (_, status) = app.get("/api/mqtt/status").await;
+    assert_eq!(status["connections_lost"], 0, "{status}");
+    assert_eq!(status["backlog"], 0, "{status}");
+    app.stop().await;
+    drop(private);
+}
