@@ -426,7 +426,7 @@ fn ws_all_vehicles_doc() {}
     tag = "streams",
     description = "WebSocket stream of one vehicle's telemetry (`subscribe` may add more). A non-integer id is an HTTP 400 before the upgrade.",
     params(
-        ("vehicle_id" = i64, Path, minimum = 1, description = "Vehicle id (positive integer)"),
+        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
         ("types" = Option<String>, Query, description = "Comma-separated message types to receive (default all)"),
         ("since" = Option<i64>, Query, minimum = 0, description = "Resume after this seq"),
         ("snapshot" = Option<String>, Query, description = "`latest`: first the vehicle's latest vehicle_log"),
@@ -435,7 +435,7 @@ fn ws_all_vehicles_doc() {}
     ),
     responses(
         (status = 101, description = "Switching Protocols. The body shows the frames the server then sends.", body = ServerFrame),
-        (status = 400, description = "`vehicle_id` is not a positive integer, or another bad parameter", body = ErrorBody),
+        (status = 400, description = "`vehicle_id` is neither an id nor a code, or another bad parameter", body = ErrorBody),
         (status = 401, description = "Authentication is on and no valid token was given", body = ErrorBody),
         (status = 403, description = "The token does not allow this vehicle", body = ErrorBody),
         (status = 503, description = "Connection limit reached or shutting down", body = ErrorBody),
@@ -804,7 +804,7 @@ pub fn asyncapi(host: &str) -> Value {
                 "address": "/api/ws/vehicle/{vehicle_id}",
                 "title": "One vehicle",
                 "description": "One vehicle's telemetry (`subscribe` may add others). A non-integer id is an HTTP 400 before the upgrade.",
-                "parameters": {"vehicle_id": {"description": "Vehicle id, a positive integer."}},
+                "parameters": {"vehicle_id": {"description": "Vehicle id (a positive integer) or registration code (USV-003)."}},
                 "messages": channel_messages(),
                 "bindings": bindings,
             }

@@ -226,12 +226,12 @@ pub async fn list(_: FleetAccess, state: web::Data<AppState>) -> Result<HttpResp
     get,
     path = "/api/vehicles/{vehicle_id}",
     tag = "vehicles",
-    params(("vehicle_id" = i64, Path, description = "Vehicle id (positive integer)", minimum = 1, example = 1)),
+    params(("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1")),
     responses(
         (status = 200, description = "The vehicle", body = VehicleSummary),
-        (status = 400, description = "`vehicle_id` is not a positive integer", body = super::error::ErrorBody,
+        (status = 400, description = "`vehicle_id` is neither an id nor a code", body = super::error::ErrorBody,
          example = json!({"error": "bad_parameter", "parameter": "vehicle_id",
-                          "message": "invalid parameter 'vehicle_id': 'abc' is not a positive integer"})),
+                          "message": "invalid parameter 'vehicle_id': '1.5' is neither a positive integer id nor a code (1 to 64 letters, digits, '-' or '_', with a letter)"})),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
         (status = 403, description = "The token does not allow this vehicle", body = super::error::ErrorBody),
         (status = 404, description = "No such vehicle", body = super::error::ErrorBody,
@@ -262,7 +262,7 @@ pub async fn get(
     path = "/api/vehicles/{vehicle_id}/{type}",
     tag = "vehicles",
     params(
-        ("vehicle_id" = i64, Path, description = "Vehicle id (positive integer)", minimum = 1, example = 1),
+        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1"),
         ("type" = MessageTypeSchema, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp at or after this (RFC 3339)", example = "2025-10-18T16:00:00Z"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp before this (RFC 3339)"),
@@ -381,7 +381,7 @@ pub async fn history(
     path = "/api/vehicles/{vehicle_id}/track",
     tag = "vehicles",
     params(
-        ("vehicle_id" = i64, Path, description = "Vehicle id (positive integer)", minimum = 1, example = 1),
+        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only positions at or after this time (RFC 3339)"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only positions before this time (RFC 3339)"),
         ("points" = Option<u64>, Query, minimum = 1, maximum = 10000,
