@@ -10,7 +10,8 @@
 //! - [`store`]: the batching writer task (sea-orm) and the connection.
 //! - [`hub`]: fan-out of committed messages to clients, with per-client bounded queues.
 //! - [`ws`]: one WebSocket session loop and the protocol's frames.
-//! - [`http`]: routes, the error type.
+//! - [`http`]: the route table and who may call each route, the access extractors, one file per
+//!   resource, the error type.
 //! - [`metrics`]: counters shared by all tasks.
 //!
 //! # Data flow

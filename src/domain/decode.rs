@@ -471,7 +471,7 @@ mod tests {
     #[test]
     fn each_kind_of_bad_input_has_its_reason() {
         use RejectReason::*;
-        assert_eq!(reason("seano/abc/raw_log", b"x"), InvalidVehicleId);
+        assert_eq!(reason("seano/a.b/raw_log", b"x"), InvalidVehicleId);
         assert_eq!(reason("seano/1/unknown", b"x"), UnknownTopic);
         assert_eq!(reason("seano/1/raw_log", b""), EmptyPayload);
         assert_eq!(reason("seano/1/raw_log", &[b'x'; MAX + 1]), PayloadTooLarge);
