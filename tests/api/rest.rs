@@ -296,7 +296,7 @@ async fn every_bad_parameter_is_a_400_that_names_it() {
     app.publish("1/raw_log", "hello").await;
     app.wait_rows("raw_logs", 1).await;
     let cases = [
-        ("/api/vehicles/abc", "vehicle_id"),
+        ("/api/vehicles/a.b", "vehicle_id"),
         ("/api/vehicles/0", "vehicle_id"),
         ("/api/vehicles/-3/raw_log", "vehicle_id"),
         ("/api/vehicles/1.5/track", "vehicle_id"),
@@ -315,7 +315,7 @@ async fn every_bad_parameter_is_a_400_that_names_it() {
         ("/api/vehicles/1/raw_log?after_seq=x", "after_seq"),
         ("/api/vehicles/1/raw_log?before_seq=1e3", "before_seq"),
         ("/api/vehicles/1/raw_log?sensor_id=5", "sensor_id"),
-        ("/api/vehicles/1/sensor_log?sensor_id=five", "sensor_id"),
+        ("/api/vehicles/1/sensor_log?sensor_id=a.b", "sensor_id"),
         ("/api/vehicles/1/raw_log?after=5", "query"),
         ("/api/vehicles/1?limit=5", "query"),
         ("/api/vehicles/1/track?points=0", "points"),

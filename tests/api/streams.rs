@@ -172,7 +172,7 @@ async fn a_frame_over_the_size_limit_closes_with_1009() {
 async fn malformed_stream_requests_are_refused_before_the_upgrade() {
     let mut app = spawn_with(Resources::fresh().await, |s| s.ws_max_connections = 1).await;
     for path in [
-        "/api/ws/vehicle/abc",
+        "/api/ws/vehicle/a.b",
         "/api/ws/vehicle/0",
         "/api/ws/vehicle/1.5",
     ] {
