@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::payload::{as_number, kind_of};
+use super::payload::kind_of;
 use super::time::parse_timestamp;
-use super::topic::{is_code, MessageType, Topic, TopicError, VehicleKey};
+use super::topic::{MessageType, SensorRef, Topic, TopicError, VehicleKey};
 use super::VehicleState;
 
 /// A message that passed validation, ready to be stored.
@@ -35,38 +35,6 @@ impl Telemetry {
             Telemetry::RawLog(_) => MessageType::RawLog,
             Telemetry::SensorLog { .. } => MessageType::SensorLog,
             Telemetry::VehicleLog(_) => MessageType::VehicleLog,
-        }
-    }
-}
-
-/// How a sensor is named: an integer `sensor_id`, or a code (`TEMP-001`) given as a string
-/// `sensor_id` or by the topic `{prefix}/{vehicle}/{sensor}/sensor_log`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SensorRef {
-    Id(i64),
-    Code(String),
-}
-
-impl SensorRef {
-    /// A sensor level or string: digits (and a sign) are an id, anything else must be a code.
-    pub fn parse(raw: &str) -> Option<SensorRef> {
-        if let Some(id) = as_number(&Value::String(raw.to_owned())).and_then(|n| n.as_i64()) {
-            return Some(SensorRef::Id(id));
-        }
-        is_code(raw).then(|| SensorRef::Code(raw.to_owned()))
-    }
-
-    pub fn id(&self) -> Option<i64> {
-        match self {
-            SensorRef::Id(id) => Some(*id),
-            SensorRef::Code(_) => None,
-        }
-    }
-
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            SensorRef::Id(_) => None,
-            SensorRef::Code(code) => Some(code),
         }
     }
 }
@@ -230,23 +198,20 @@ fn decode_raw_log(text: &str) -> Result<Parts, Rejection> {
 /// object of readings (`{"depth": 25.4, "timestamp"?: ..}`) as SEANO's sensors send them.
 fn decode_sensor_log(
     mut obj: Map<String, Value>,
-    topic_sensor: Option<String>,
+    topic_sensor: Option<SensorRef>,
 ) -> Result<Parts, Rejection> {
     let timestamp = take_timestamp(&mut obj)?;
     let nested = matches!(obj.get("data"), Some(Value::Object(_)))
         && obj.keys().all(|k| k == "data" || k == "sensor_id");
     let (sensor, data) = match topic_sensor {
-        Some(level) => {
-            let sensor = SensorRef::parse(&level).ok_or_else(|| {
-                Rejection::field(format!("sensor '{level}' is neither an id nor a code"))
-            })?;
+        Some(sensor) => {
             if !nested {
                 (sensor, obj)
             } else {
                 if let Some(v) = obj.remove("sensor_id") {
                     if sensor_of(&v)? != sensor {
                         return Err(Rejection::field(format!(
-                            "sensor_id {v} contradicts the topic's sensor '{level}'"
+                            "sensor_id {v} contradicts the topic's sensor '{sensor}'"
                         )));
                     }
                 }

@@ -10,10 +10,10 @@ mod stored;
 mod time;
 mod topic;
 
-pub use decode::{decode, Decoded, RejectReason, Rejection, SensorRef, Telemetry};
+pub use decode::{decode, Decoded, RejectReason, Rejection, Telemetry};
 pub use payload::{SensorPayload, StructuredRawLog, VehicleState};
-pub use stored::{raw_json, StoredMessage};
+pub use stored::{fnv1a, raw_json, StoredMessage};
 pub use time::{format_time, parse_timestamp};
 pub use topic::{
-    is_code, MessageType, Topic, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
+    MessageType, SensorRef, Topic, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };

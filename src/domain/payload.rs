@@ -117,7 +117,7 @@ fn take(o: &mut Map<String, Value>, key: &str) -> Option<Value> {
 
 /// A number, or a string that holds exactly a JSON number (`"13.76"`, `"-38"`, `"1e3"`), as
 /// some vehicles send them. `"NaN"`, `"inf"`, `" 1"` and `"0x10"` are not numbers.
-pub fn as_number(v: &Value) -> Option<serde_json::Number> {
+fn as_number(v: &Value) -> Option<serde_json::Number> {
     match v {
         Value::Number(n) => Some(n.clone()),
         Value::String(s) => s.parse::<serde_json::Number>().ok(),

@@ -111,12 +111,58 @@ pub fn is_code(s: &str) -> bool {
         && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
+/// How a sensor is named: an integer `sensor_id`, or a code (`TEMP-001`) given as a string
+/// `sensor_id` or by the topic `{prefix}/{vehicle}/{sensor}/sensor_log`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SensorRef {
+    Id(i64),
+    Code(String),
+}
+
+impl SensorRef {
+    /// A topic level or a string `sensor_id`: an integer (`5`, `-1`) is an id, anything else
+    /// must be a code.
+    pub fn parse(raw: &str) -> Option<SensorRef> {
+        if let Some(id) = raw
+            .parse::<serde_json::Number>()
+            .ok()
+            .and_then(|n| n.as_i64())
+        {
+            return Some(SensorRef::Id(id));
+        }
+        is_code(raw).then(|| SensorRef::Code(raw.to_owned()))
+    }
+
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            SensorRef::Id(id) => Some(*id),
+            SensorRef::Code(_) => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SensorRef::Id(_) => None,
+            SensorRef::Code(code) => Some(code),
+        }
+    }
+}
+
+impl fmt::Display for SensorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SensorRef::Id(id) => write!(f, "{id}"),
+            SensorRef::Code(code) => f.write_str(code),
+        }
+    }
+}
+
 /// A parsed telemetry topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topic {
     pub vehicle: VehicleKey,
     /// `{prefix}/{vehicle}/{sensor}/sensor_log`: the sensor named by the topic.
-    pub sensor: Option<String>,
+    pub sensor: Option<SensorRef>,
     pub kind: MessageType,
 }
 
@@ -160,10 +206,9 @@ impl Topic {
                 kind.parse().map_err(|_| TopicError::UnknownTopic)?,
             ),
             [vehicle, sensor, "sensor_log"] => {
-                if !is_code(sensor) && VehicleKey::parse(sensor).is_err() {
-                    return Err(TopicError::InvalidSensor((*sensor).to_owned()));
-                }
-                (*vehicle, Some((*sensor).to_owned()), MessageType::SensorLog)
+                let sensor = SensorRef::parse(sensor)
+                    .ok_or_else(|| TopicError::InvalidSensor((*sensor).to_owned()))?;
+                (*vehicle, Some(sensor), MessageType::SensorLog)
             }
             _ => return Err(TopicError::UnknownTopic),
         };
@@ -251,7 +296,7 @@ mod tests {
             Topic::parse("seano", "seano/USV-003/TEMP-001/sensor_log"),
             Ok(Topic {
                 vehicle: VehicleKey::Code("USV-003".into()),
-                sensor: Some("TEMP-001".into()),
+                sensor: Some(SensorRef::Code("TEMP-001".into())),
                 kind: MessageType::SensorLog
             })
         );

@@ -19,12 +19,6 @@ use crate::auth::Scope;
 use crate::domain::VehicleKey;
 use crate::store::queries::{self, VehicleRef};
 
-/// A request with a valid credential (any scope) from an allowed origin.
-#[derive(Clone, Debug)]
-pub struct Access {
-    pub scope: Scope,
-}
-
 /// A request whose credential covers every vehicle: fleet-wide data.
 #[derive(Clone, Debug)]
 pub struct FleetAccess;
@@ -58,24 +52,15 @@ fn credential(req: &HttpRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<Access, ApiError> {
+/// The scope of a request from an allowed origin with a valid credential.
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Scope, ApiError> {
     let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     state
         .auth
         .check_origin(text(header::ORIGIN), text(header::HOST))?;
-    let scope = state
+    Ok(state
         .auth
-        .authenticate(credential(req).as_deref(), chrono::Utc::now().timestamp())?;
-    Ok(Access { scope })
-}
-
-impl FromRequest for Access {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(state(req).and_then(|s| authorize(req, &s)))
-    }
+        .authenticate(credential(req).as_deref(), chrono::Utc::now().timestamp())?)
 }
 
 impl FromRequest for FleetAccess {
@@ -84,8 +69,7 @@ impl FromRequest for FleetAccess {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(state(req).and_then(|s| {
-            let access = authorize(req, &s)?;
-            if access.scope.is_all() {
+            if authorize(req, &s)?.is_all() {
                 Ok(FleetAccess)
             } else {
                 Err(ApiError::Forbidden(
@@ -109,7 +93,7 @@ impl FromRequest for VehicleAccess {
             .unwrap_or_default()
             .to_owned();
         Box::pin(async move {
-            let (Access { scope }, state) = checked?;
+            let (scope, state) = checked?;
             let refused =
                 || ApiError::Forbidden(format!("this token does not allow vehicle {raw}"));
             let key = match VehicleKey::parse(&raw) {
@@ -118,7 +102,8 @@ impl FromRequest for VehicleAccess {
                 Err(_) if !scope.is_all() => return Err(refused()),
                 Err(why) => return Err(ApiError::bad_parameter("vehicle_id", why)),
             };
-            if let (VehicleKey::Id(id), false) = (&key, scope.is_all()) {
+            // Before any database read: an id the token does not cover is refused as it is.
+            if let VehicleKey::Id(id) = &key {
                 if !scope.allows(*id) {
                     return Err(refused());
                 }

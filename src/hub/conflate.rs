@@ -20,12 +20,11 @@ pub type ConflationKey = (i64, MessageType, Option<i64>, Option<u64>);
 
 /// The conflation key of a committed message.
 pub fn key_of(msg: &crate::domain::StoredMessage) -> ConflationKey {
-    let code_hash = msg.sensor_code.as_deref().map(|code| {
-        // FNV-1a: stable and cheap; a collision would only merge two sensors' "latest".
-        code.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    });
+    // A collision would only merge two sensors' "latest".
+    let code_hash = msg
+        .sensor_code
+        .as_deref()
+        .map(|code| crate::domain::fnv1a(code.as_bytes()));
     (msg.vehicle_id, msg.kind, msg.sensor_id, code_hash)
 }
 

@@ -99,7 +99,6 @@ impl Ingest {
         let mut draining = false;
         // Decoded messages the store's queue had no room for yet, oldest first.
         let mut backlog: VecDeque<Incoming> = VecDeque::new();
-        let store = self.store.clone();
         loop {
             let event = tokio::select! {
                 biased;
@@ -109,26 +108,9 @@ impl Ingest {
                     self.abandon(&mut backlog);
                     continue;
                 }
-                permit = store.reserve(), if !backlog.is_empty() => {
-                    match permit {
-                        Ok(permit) => {
-                            // unwrap-free: the branch runs only with a non-empty backlog.
-                            if let Some(msg) = backlog.pop_front() {
-                                permit.send(msg);
-                            }
-                            while let Some(msg) = backlog.pop_front() {
-                                if let Err(e) = store.try_send(msg) {
-                                    backlog.push_front(e.into_inner());
-                                    break;
-                                }
-                            }
-                        }
-                        Err(_) => {
-                            draining = true;
-                            self.abandon(&mut backlog);
-                        }
-                    }
-                    self.metrics.ingest_backlog.store(backlog.len() as u64, Relaxed);
+                // Room in the store's queue again: hand it what waits, oldest first.
+                _ = self.store.ready(), if !backlog.is_empty() => {
+                    draining |= self.hand_over(&mut backlog);
                     continue;
                 }
                 event = self.eventloop.poll() => event,
@@ -189,28 +171,9 @@ impl Ingest {
                         );
                         continue;
                     }
-                    let incoming = self.decode(publish, redelivery);
+                    backlog.push_back(self.decode(publish, redelivery));
                     self.metrics.ingest_started();
-                    if !backlog.is_empty() {
-                        backlog.push_back(incoming);
-                    } else {
-                        match store.try_send(incoming) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(incoming)) => {
-                                backlog.push_back(incoming);
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                self.metrics.ingest_in_flight.fetch_sub(1, Relaxed);
-                                // The store is draining: this one stays unacknowledged (the
-                                // broker redelivers it). Keep polling so the store's last acks
-                                // go out, and disconnect only once it is done.
-                                draining = true;
-                            }
-                        }
-                    }
-                    self.metrics
-                        .ingest_backlog
-                        .store(backlog.len() as u64, Relaxed);
+                    draining |= self.hand_over(&mut backlog);
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
                     self.connection_lost(&mut recent, &mut suspects);
@@ -241,6 +204,32 @@ impl Ingest {
         self.metrics.mqtt_connected.store(false, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
         self.metrics.mqtt_running.store(false, Relaxed);
+    }
+
+    /// Hands the store what its queue has room for, oldest first; the rest stays in the backlog.
+    /// Returns true when the store has stopped: the backlog then stays unacknowledged (the
+    /// broker redelivers it), and the task keeps polling only so the store's last acks go out.
+    fn hand_over(&self, backlog: &mut VecDeque<Incoming>) -> bool {
+        let mut stopped = false;
+        while let Some(msg) = backlog.pop_front() {
+            match self.store.try_send(msg) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    backlog.push_front(msg);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(msg)) => {
+                    backlog.push_front(msg);
+                    self.abandon(backlog);
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        self.metrics
+            .ingest_backlog
+            .store(backlog.len() as u64, Relaxed);
+        stopped
     }
 
     /// Shutdown: what the store has not taken stays unacknowledged, and the broker redelivers it

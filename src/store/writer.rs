@@ -12,15 +12,15 @@ use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, Statement, TransactionTrait,
+    QueryTrait, RuntimeErr, Statement, TransactionTrait,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{
-    raw_json, Decoded, MessageType, RejectReason, Rejection, SensorRef, StoredMessage, Telemetry,
-    VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
+    fnv1a, raw_json, Decoded, MessageType, RejectReason, Rejection, SensorRef, StoredMessage,
+    Telemetry, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
@@ -66,9 +66,9 @@ impl StoreHandle {
         self.tx.try_send(msg)
     }
 
-    /// Waits for room in the queue; fails only when the writer has stopped.
-    pub async fn reserve(&self) -> Result<mpsc::Permit<'_, Incoming>, mpsc::error::SendError<()>> {
-        self.tx.reserve().await
+    /// Waits until the queue has room, or the writer has stopped.
+    pub async fn ready(&self) {
+        let _ = self.tx.reserve().await;
     }
 }
 
@@ -358,29 +358,33 @@ impl Writer {
     }
 }
 
-/// The database is busy with another writer (SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED` after its
-/// busy timeout, PostgreSQL's lock timeouts): wait and retry, never blame the message.
+/// The database is busy with another writer: SQLite's `SQLITE_BUSY`/`SQLITE_LOCKED` (and their
+/// extended codes) after its busy timeout, PostgreSQL's `lock_not_available`,
+/// `deadlock_detected` and `serialization_failure`. Wait and retry; never blame the message.
 fn is_busy(e: &DbErr) -> bool {
-    let text = e.to_string();
-    [
-        "database is locked",
-        "database table is locked",
-        "lock timeout",
-        "deadlock detected",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
+    use sea_orm::sqlx;
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = e
+    else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = &**e else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes keep the primary code in their low byte.
+        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    } else {
+        matches!(&*code, "55P03" | "40P01" | "40001")
+    }
 }
 
 /// The dedup key of a message: FNV-1a (64 bit) of its topic, a 0xFF separator and its payload.
 /// It is stored, so it must not change between versions (std's hashers may).
 pub fn dedup_key(topic: &str, payload: &[u8]) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in topic.as_bytes().iter().chain([0xff].iter()).chain(payload) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
+    fnv1a(topic.as_bytes().iter().chain(&[0xff]).chain(payload)) as i64
 }
 
 /// Writes one batch in one transaction and returns its telemetry in `seq` order, and how many
@@ -398,24 +402,32 @@ async fn write_batch(
 ) -> Result<(Vec<StoredMessage>, usize), DbErr> {
     let txn = db.begin().await?;
 
-    let accepted: Vec<(&Incoming, &Decoded, i64)> = batch
+    let decoded: Vec<(&Incoming, &Decoded)> = batch
         .iter()
         .filter_map(|m| match &m.outcome {
-            Some(Ok(d)) => Some((m, d, dedup_key(&m.publish.topic, &m.publish.payload))),
+            Some(Ok(d)) => Some((m, d)),
             _ => None,
         })
         .collect();
     // Vehicles named by a code get their id here (registered on first sight).
-    let code_ids = vehicle_ids_of_codes(&txn, &accepted).await?;
-    let vehicle_id = |d: &Decoded| match &d.vehicle {
-        VehicleKey::Id(id) => *id,
-        // unwrap-free: every code in `accepted` was resolved above.
-        VehicleKey::Code(code) => code_ids.get(code.as_str()).copied().unwrap_or_default(),
-    };
+    let code_ids = vehicle_ids_of_codes(&txn, &decoded).await?;
+    let accepted = decoded
+        .into_iter()
+        .map(|(m, d)| {
+            let vehicle_id = match &d.vehicle {
+                VehicleKey::Id(id) => *id,
+                VehicleKey::Code(code) => *code_ids.get(code.as_str()).ok_or_else(|| {
+                    DbErr::Custom(format!("vehicle code {code} was not registered"))
+                })?,
+            };
+            let key = dedup_key(&m.publish.topic, &m.publish.payload);
+            Ok((m, d, key, vehicle_id))
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
     let suspects: Vec<(i64, i64, MessageType)> = accepted
         .iter()
         .filter(|(m, ..)| suspect_all || m.redelivery)
-        .map(|(_, d, key)| (vehicle_id(d), *key, d.body.kind()))
+        .map(|(_, d, key, vehicle_id)| (*vehicle_id, *key, d.body.kind()))
         .collect();
     let mut seen = if suspects.is_empty() {
         HashSet::new()
@@ -425,8 +437,8 @@ async fn write_batch(
     let mut dropped = 0;
     let accepted: Vec<_> = accepted
         .into_iter()
-        .filter(|(m, d, key)| {
-            let fresh = seen.insert((vehicle_id(d), *key));
+        .filter(|(m, _, key, vehicle_id)| {
+            let fresh = seen.insert((*vehicle_id, *key));
             let keep = fresh || !(suspect_all || m.redelivery);
             dropped += usize::from(!keep);
             keep
@@ -434,9 +446,9 @@ async fn write_batch(
         .collect();
     // First and last receive time of each vehicle in this batch.
     let mut vehicles_seen: BTreeMap<i64, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
-    for (m, d, _) in &accepted {
+    for (m, _, _, vehicle_id) in &accepted {
         let (first, last) = vehicles_seen
-            .entry(vehicle_id(d))
+            .entry(*vehicle_id)
             .or_insert((m.received_at, m.received_at));
         *first = (*first).min(m.received_at);
         *last = (*last).max(m.received_at);
@@ -465,10 +477,9 @@ async fn write_batch(
     let mut sensors = Vec::new();
     let mut vehicles = Vec::new();
     let mut out = Vec::with_capacity(accepted.len());
-    for (i, (m, d, key)) in accepted.iter().enumerate() {
+    for (i, &(m, d, key, vehicle_id)) in accepted.iter().enumerate() {
         let seq = first_seq + i as i64;
         let timestamp = d.timestamp.unwrap_or(m.received_at);
-        let vehicle_id = vehicle_id(d);
         let (sensor, data) = match &d.body {
             Telemetry::RawLog(line) => {
                 raws.push(raw_log::ActiveModel {
@@ -478,7 +489,7 @@ async fn write_batch(
                     data: Set(line.clone()),
                     timestamp: Set(timestamp),
                     received_at: Set(m.received_at),
-                    dedup_key: Set(*key),
+                    dedup_key: Set(key),
                 });
                 (None::<&SensorRef>, raw_json(line))
             }
@@ -495,7 +506,7 @@ async fn write_batch(
                     data: Set(data),
                     timestamp: Set(timestamp),
                     received_at: Set(m.received_at),
-                    dedup_key: Set(*key),
+                    dedup_key: Set(key),
                 });
                 (Some(sensor), raw)
             }
@@ -505,7 +516,7 @@ async fn write_batch(
                     vehicle_id,
                     state,
                     (timestamp, m.received_at),
-                    *key,
+                    key,
                 ));
                 (None, raw_json(state))
             }
@@ -586,10 +597,10 @@ async fn write_batch(
 /// code or the next free id.
 async fn vehicle_ids_of_codes<C: ConnectionTrait>(
     txn: &C,
-    accepted: &[(&Incoming, &Decoded, i64)],
+    decoded: &[(&Incoming, &Decoded)],
 ) -> Result<HashMap<String, i64>, DbErr> {
     let mut first_seen: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
-    for (m, d, _) in accepted {
+    for (m, d) in decoded {
         if let VehicleKey::Code(code) = &d.vehicle {
             let at = first_seen.entry(code.as_str()).or_insert(m.received_at);
             *at = (*at).min(m.received_at);

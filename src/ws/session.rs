@@ -170,18 +170,11 @@ async fn open_stream(
     let vehicles = (!filter.all).then(|| filter.vehicles.clone());
     let now = || format_time(Utc::now());
     let count = ctx.hub.connection_count();
-    let db_failed = |e: sea_orm::DbErr| {
-        log::error!("ws: reading stored messages failed: {e}");
-        Some(reason(
-            close::TRY_AGAIN_LATER,
-            "stored messages are unavailable; retry",
-        ))
-    };
 
     if snapshot && filter.types.contains(&MessageType::VehicleLog) {
         let latest = replay::latest_vehicle_logs(&ctx.db, vehicles.as_ref())
             .await
-            .map_err(db_failed)?;
+            .map_err(unavailable)?;
         let at = now();
         for msg in &latest {
             out.send(frame::encode(msg, &at, count, true))
@@ -196,35 +189,54 @@ async fn open_stream(
         after_seq: 0,
         up_to_seq: None,
     };
-    let mut replaying = false;
+    let register = async {
+        let reg = ctx.hub.register(slot, filter, stream, conflate).await?;
+        let seam = reg.last_seq;
+        Some((reg, seam))
+    };
     if let Some(since) = since {
-        let last = replay::last_seq(&ctx.db).await.map_err(db_failed)?;
-        if since > last || last - since > ctx.config.replay_window {
-            out.send(protocol::resync(since, last, ctx.config.replay_window))
-                .await
-                .map_err(|_| None)?;
-        } else {
+        let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
+        if since <= last && last - since <= ctx.config.replay_window {
             // Catch up from the database without holding a hub queue, which could overflow.
             sel.after_seq = since;
-            replaying = true;
-            replay_pages(out, ctx, &mut sel, count).await?;
+            return replay_then_join(out, ctx, &mut sel, count, register).await;
         }
+        out.send(protocol::resync(since, last, ctx.config.replay_window))
+            .await
+            .map_err(|_| None)?;
     }
+    register.await.ok_or_else(shutting_down)
+}
 
-    let reg = ctx
-        .hub
-        .register(slot, filter, stream, conflate)
-        .await
-        .ok_or_else(|| Some(reason(close::GOING_AWAY, "server shutting down")))?;
-    if !replaying {
-        let live_from = reg.last_seq;
-        return Ok((reg, live_from));
-    }
-    // What was committed between the catch-up and joining the hub.
-    sel.up_to_seq = Some(reg.last_seq);
-    replay_pages(out, ctx, &mut sel, count).await?;
-    let sent_up_to = sel.after_seq.max(reg.last_seq);
-    Ok((reg, sent_up_to))
+/// Sends what is stored after `sel.after_seq`, joins the live stream with `join` (which gives
+/// the last seq broadcast before the join: the seam), then sends what was committed up to the
+/// seam. Returns what `join` gave and the cursor: live frames up to it must be skipped. Used
+/// when a stream opens with `since=` and when a client catches up after a burst.
+async fn replay_then_join<T>(
+    out: &mut Out<'_>,
+    ctx: &SessionContext,
+    sel: &mut replay::Selection,
+    count: usize,
+    join: impl Future<Output = Option<(T, i64)>>,
+) -> Result<(T, i64), Option<CloseReason>> {
+    replay_pages(out, ctx, sel, count).await?;
+    let (joined, seam) = join.await.ok_or_else(shutting_down)?;
+    sel.up_to_seq = Some(seam);
+    replay_pages(out, ctx, sel, count).await?;
+    Ok((joined, sel.after_seq.max(seam)))
+}
+
+fn shutting_down() -> Option<CloseReason> {
+    Some(reason(close::GOING_AWAY, "server shutting down"))
+}
+
+/// Stored messages could not be read: the client should come back later.
+fn unavailable(e: sea_orm::DbErr) -> Option<CloseReason> {
+    log::error!("ws: reading stored messages failed: {e}");
+    Some(reason(
+        close::TRY_AGAIN_LATER,
+        "stored messages are unavailable; retry",
+    ))
 }
 
 /// Sends every stored message matching `sel`, page by page; leaves `sel.after_seq` at the last
@@ -238,13 +250,7 @@ async fn replay_pages(
     loop {
         let page = replay::messages_after(&ctx.db, sel, REPLAY_PAGE)
             .await
-            .map_err(|e| {
-                log::error!("ws: replay failed: {e}");
-                Some(reason(
-                    close::TRY_AGAIN_LATER,
-                    "stored messages are unavailable; retry",
-                ))
-            })?;
+            .map_err(unavailable)?;
         let at = format_time(Utc::now());
         for msg in &page {
             out.send(frame::encode(msg, &at, count, false))
@@ -292,13 +298,11 @@ async fn serve(
                 // frame queued for this client has been sent.
                 None => {
                     if let Some(conflation) = &conflation {
-                        for frame in conflation.take().0.into_iter().filter(|f| f.seq > cursor) {
-                            if out.send(frame.bytes).await.is_err() {
-                                return None;
-                            }
+                        if send_newer(out, conflation.take().0, &mut cursor).await.is_err() {
+                            return None;
                         }
                     }
-                    return Some(reason(close::GOING_AWAY, "server shutting down"));
+                    return shutting_down();
                 }
             },
             // Only once the queue is drained (biased): the hub stopped queueing for this client
@@ -320,12 +324,8 @@ async fn serve(
                     if skipped > 0 && out.send(protocol::conflated(skipped)).await.is_err() {
                         return None;
                     }
-                    let newer: Vec<_> = frames.into_iter().filter(|f| f.seq > cursor).collect();
-                    for frame in newer {
-                        if out.send(frame.bytes).await.is_err() {
-                            return None;
-                        }
-                        cursor = frame.seq;
+                    if send_newer(out, frames, &mut cursor).await.is_err() {
+                        return None;
                     }
                 }
                 continue;
@@ -384,13 +384,6 @@ async fn catch_up(
     reg: &Registration,
     cursor: i64,
 ) -> Result<i64, Option<CloseReason>> {
-    let unavailable = |e: sea_orm::DbErr| {
-        log::error!("ws: catching a client up failed: {e}");
-        Some(reason(
-            close::TRY_AGAIN_LATER,
-            "stored messages are unavailable; retry",
-        ))
-    };
     let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
     if last - cursor > ctx.config.replay_window {
         ctx.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
@@ -406,15 +399,24 @@ async fn catch_up(
         up_to_seq: None,
     };
     let count = ctx.hub.connection_count();
-    replay_pages(out, ctx, &mut sel, count).await?;
-    let seam = ctx
-        .hub
-        .rejoin(reg.id)
-        .await
-        .ok_or_else(|| Some(reason(close::GOING_AWAY, "server shutting down")))?;
-    sel.up_to_seq = Some(seam);
-    replay_pages(out, ctx, &mut sel, count).await?;
-    Ok(sel.after_seq.max(seam))
+    let rejoin = async { ctx.hub.rejoin(reg.id).await.map(|seam| ((), seam)) };
+    let ((), cursor) = replay_then_join(out, ctx, &mut sel, count, rejoin).await?;
+    Ok(cursor)
+}
+
+/// Sends the frames newer than `cursor`, in order, moving it.
+async fn send_newer(
+    out: &mut Out<'_>,
+    frames: Vec<crate::hub::Frame>,
+    cursor: &mut i64,
+) -> Result<(), Closed> {
+    for frame in frames {
+        if frame.seq > *cursor {
+            out.send(frame.bytes).await?;
+            *cursor = frame.seq;
+        }
+    }
+    Ok(())
 }
 
 /// Resolves when a `conflate=latest` client has parked frames; never for other clients.
