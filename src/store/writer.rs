@@ -802,3 +802,53 @@ fn vehicle_log_row(
         dedup_key: Set(dedup_key),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectOptions, Database};
+
+    async fn sqlite(path: &std::path::Path, busy: Duration) -> DatabaseConnection {
+        let mut opts = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+        opts.max_connections(1)
+            .map_sqlx_sqlite_opts(move |o| o.busy_timeout(busy));
+        Database::connect(opts).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_busy_and_a_refused_row_is_not() {
+        let path = std::env::temp_dir().join(format!("seano-busy-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let holder = sqlite(&path, Duration::from_secs(5)).await;
+        let sql = |s: &str| Statement::from_string(holder.get_database_backend(), s.to_owned());
+        holder
+            .execute_raw(sql("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        holder
+            .execute_raw(sql("INSERT INTO t VALUES (1)"))
+            .await
+            .unwrap();
+        let lock = holder.begin().await.unwrap();
+        lock.execute_raw(sql("INSERT INTO t VALUES (2)"))
+            .await
+            .unwrap();
+
+        let writer = sqlite(&path, Duration::ZERO).await;
+        let locked = writer
+            .execute_raw(sql("INSERT INTO t VALUES (3)"))
+            .await
+            .unwrap_err();
+        assert!(is_busy(&locked), "{locked}");
+        lock.rollback().await.unwrap();
+        let refused = writer
+            .execute_raw(sql("INSERT INTO t VALUES (1)"))
+            .await
+            .unwrap_err();
+        assert!(
+            !is_busy(&refused),
+            "a constraint violation is the row's fault: {refused}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}

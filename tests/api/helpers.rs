@@ -349,8 +349,10 @@ impl WsClient {
 
     /// The next JSON text frame or the close, within [`DEADLINE`].
     pub async fn next_event(&mut self) -> WsEvent {
+        // One deadline for the whole wait: the server's pings must not extend it.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let frame = tokio::time::timeout(DEADLINE, self.framed.next())
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
                 .await
                 .expect("a frame within the deadline");
             match frame {

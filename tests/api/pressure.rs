@@ -214,13 +214,11 @@ async fn ingest_keeps_its_broker_session_through_a_database_outage_and_loses_not
     let outage = tokio::time::Instant::now();
     let stored_at_start = app.count("raw_logs").await;
     let mut seen_not_ready = false;
+    let mut largest_backlog = 0;
     while outage.elapsed() < Duration::from_secs(16) {
         let (_, status) = app.get("/api/mqtt/status").await;
         assert_eq!(status["connected"], true, "{status}");
-        assert_eq!(
-            status["connections_lost"], 0,
-            "the broker kept the session: {status}"
-        );
+        largest_backlog = largest_backlog.max(status["backlog"].as_u64().unwrap_or(0));
         let (code, ready) = app.get("/ready").await;
         seen_not_ready |= code == 503 && ready["ingest"] == false;
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -231,8 +229,6 @@ async fn ingest_keeps_its_broker_session_through_a_database_outage_and_loses_not
         stored_at_start,
         "nothing committed meanwhile"
     );
-    let (_, status) = app.get("/api/mqtt/status").await;
-    assert!(status["backlog"].as_u64() > Some(0), "{status}");
     blocker.rollback().await.unwrap();
 
     publishing.await.unwrap();
@@ -261,8 +257,17 @@ async fn ingest_keeps_its_broker_session_through_a_database_outage_and_loses_not
         total,
         "every message broadcast once, after its commit"
     );
+    // A gateway that stopped polling would have looked connected throughout (the broker's drop
+    // goes unnoticed until the poll loop runs again): the count of lost connections tells.
     let (_, status) = app.get("/api/mqtt/status").await;
-    assert_eq!(status["connections_lost"], 0, "{status}");
+    assert_eq!(
+        status["connections_lost"], 0,
+        "the broker kept the session through the outage: {status}"
+    );
+    assert!(
+        largest_backlog > 0,
+        "the MQTT task held a backlog meanwhile"
+    );
     assert_eq!(status["backlog"], 0, "{status}");
     app.stop().await;
     drop(private);
