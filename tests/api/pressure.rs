@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::helpers::{
     hold_seq_cursor, spawn_with, wait_for, PrivateMosquitto, Publisher, Resources, WsClient,
-    WsEvent,
 };
 
 /// Reads `n` data frames; returns (vehicle, data) in arrival order, checking seq increases.
@@ -112,54 +111,6 @@ async fn a_backlog_released_at_once_reaches_every_reading_client_without_a_disco
     drop(silent);
     app.stop().await;
     drop(private);
-}
-
-#[actix_web::test]
-async fn a_client_that_reads_nothing_is_closed_and_forgotten() {
-    let mut app = spawn_with(Resources::fresh().await, |s| {
-        s.ws_client_queue = 64;
-        s.ws_stall_timeout_secs = 1;
-    })
-    .await;
-    let mut silent = app.connect_ws("/api/ws").await;
-    silent.next_json().await;
-    let mut publisher = Publisher::connect(&app.mqtt_url).await;
-    let topic = format!("{}/1/raw_log", app.prefix);
-    let line = "y".repeat(16_000);
-    // Until the gateway gives up on it: its socket fills, then its queue, then the timeout.
-    let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
-    loop {
-        for i in 0..20 {
-            publisher
-                .send(&topic, format!("{i} {line}").into_bytes())
-                .await;
-        }
-        publisher.wait_acks(20).await;
-        let (_, stats) = app.get("/api/ws/stats").await;
-        if stats["messages"]["slow_clients_dropped"] == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the silent client was not closed: {stats}"
-        );
-    }
-    wait_for("its registration to be gone", || async {
-        app.get("/api/ws/stats").await.1["active_connections"] == 0
-    })
-    .await;
-    let (_, stats) = app.get("/api/ws/stats").await;
-    assert_eq!(
-        stats["active_connections"], 0,
-        "its queue is freed: {stats}"
-    );
-    let close = loop {
-        if let WsEvent::Closed(reason) = silent.next_event().await {
-            break reason;
-        }
-    };
-    assert_eq!(close.map(|r| u16::from(r.code)), Some(3001));
-    app.stop().await;
 }
 
 #[actix_web::test]
