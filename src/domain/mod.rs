@@ -1,19 +1,14 @@
-//! Wire types and validation: what a vehicle may publish and how it is decoded.
+//! The committed message the store hands the hub, and the wire types the gateway uses.
 //!
-//! Pure functions and plain data, no I/O: the MQTT task decodes with [`decode`], the
-//! simulator (`tools/jetson-sim`) builds its payloads from the same [`payload`] types, so the
-//! two cannot drift apart.
+//! The wire types and their validation (topics, payloads, the vehicle-state fields, `decode`)
+//! live in the `seano-wire` crate (`src/wire/`), shared with the simulator and the benchmark;
+//! they are re-exported here so the gateway names them one way.
 
-mod decode;
-pub mod payload;
 mod stored;
-mod time;
-mod topic;
 
-pub use decode::{decode, Decoded, RejectReason, Rejection, Telemetry};
-pub use payload::{SensorPayload, StructuredRawLog, VehicleState};
-pub use stored::{fnv1a, raw_json, StoredMessage};
-pub use time::{format_time, parse_timestamp};
-pub use topic::{
-    MessageType, SensorRef, Topic, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
+pub use seano_wire::{
+    decode, format_time, parse_timestamp, Decoded, MessageType, RejectReason, Rejection,
+    SensorPayload, SensorRef, StructuredRawLog, Telemetry, Topic, VehicleKey, VehicleState,
+    FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };
+pub use stored::{fnv1a, raw_json, StoredMessage};

@@ -115,3 +115,51 @@ async fn open(
     actix_web::rt::spawn(session::run(session, messages, opening, ctx));
     Ok(response)
 }
+
+/// Every vehicle's telemetry as it is committed.
+#[allow(dead_code)]
+#[utoipa::path(
+    get,
+    path = "/api/ws",
+    tag = "streams",
+    description = "WebSocket stream of every vehicle's telemetry, sent only after it is committed. See the operation description for parameters and frames.",
+    params(
+        ("types" = Option<String>, Query, description = "Comma-separated message types to receive (default all)", example = "vehicle_log,sensor_log"),
+        ("since" = Option<i64>, Query, minimum = 0, description = "Resume after this seq: replay stored messages, then continue live"),
+        ("snapshot" = Option<String>, Query, description = "`latest`: first the latest vehicle_log of each vehicle"),
+        ("conflate" = Option<String>, Query, description = "`latest`: when behind, skip to the latest message per vehicle and type"),
+        ("token" = Option<String>, Query, description = "Access token, when authentication is on"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols. The body shows the frames the server then sends.", body = seano_wire::frame::AnyServerFrame),
+        (status = 400, description = "A bad parameter (e.g. an unknown type)", body = super::error::ErrorBody),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 503, description = "Connection limit reached or shutting down", body = super::error::ErrorBody),
+    )
+)]
+fn ws_all_vehicles_doc() {}
+
+/// One vehicle's telemetry as it is committed.
+#[allow(dead_code)]
+#[utoipa::path(
+    get,
+    path = "/api/ws/vehicle/{vehicle_id}",
+    tag = "streams",
+    description = "WebSocket stream of one vehicle's telemetry (`subscribe` may add more). A non-integer id is an HTTP 400 before the upgrade.",
+    params(
+        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
+        ("types" = Option<String>, Query, description = "Comma-separated message types to receive (default all)"),
+        ("since" = Option<i64>, Query, minimum = 0, description = "Resume after this seq"),
+        ("snapshot" = Option<String>, Query, description = "`latest`: first the vehicle's latest vehicle_log"),
+        ("conflate" = Option<String>, Query, description = "`latest`: when behind, skip to the latest message per type"),
+        ("token" = Option<String>, Query, description = "Access token, when authentication is on"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols. The body shows the frames the server then sends.", body = seano_wire::frame::AnyServerFrame),
+        (status = 400, description = "`vehicle_id` is neither an id nor a code, or another bad parameter", body = super::error::ErrorBody),
+        (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
+        (status = 403, description = "The token does not allow this vehicle", body = super::error::ErrorBody),
+        (status = 503, description = "Connection limit reached or shutting down", body = super::error::ErrorBody),
+    )
+)]
+fn ws_vehicle_doc() {}

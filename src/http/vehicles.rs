@@ -14,7 +14,6 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::access::{FleetAccess, VehicleAccess};
-use super::openapi::{MessageTypeSchema, OrderSchema, VehicleStateSchema};
 use super::{ApiError, AppState};
 use crate::domain::{format_time, parse_timestamp, MessageType, SensorRef, StoredMessage};
 use crate::store::queries::{
@@ -70,7 +69,7 @@ pub struct LatestVehicleLog {
     pub seq: i64,
     /// The vehicle's timestamp, or the receive time when it sent none.
     pub timestamp: String,
-    #[schema(value_type = VehicleStateSchema)]
+    #[schema(value_type = crate::domain::VehicleState)]
     pub data: Box<RawValue>,
 }
 
@@ -100,7 +99,6 @@ impl From<VehicleRecord> for VehicleSummary {
 }))]
 pub struct HistoryItem {
     #[serde(rename = "type")]
-    #[schema(value_type = MessageTypeSchema)]
     pub kind: MessageType,
     pub vehicle_id: i64,
     /// The vehicle's registration code, when it has one.
@@ -153,10 +151,8 @@ impl From<StoredMessage> for HistoryItem {
 pub struct HistoryPage {
     pub vehicle_id: i64,
     #[serde(rename = "type")]
-    #[schema(value_type = MessageTypeSchema)]
     pub kind: MessageType,
-    #[schema(value_type = OrderSchema)]
-    pub order: &'static str,
+    pub order: SortOrder,
     pub limit: u64,
     pub items: Vec<HistoryItem>,
     /// More messages match beyond this page in the same direction.
@@ -263,14 +259,14 @@ pub async fn get(
     tag = "vehicles",
     params(
         ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1"),
-        ("type" = MessageTypeSchema, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
+        ("type" = crate::domain::MessageType, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp at or after this (RFC 3339)", example = "2025-10-18T16:00:00Z"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp before this (RFC 3339)"),
         ("after_seq" = Option<i64>, Query, minimum = 0, description = "Cursor: only messages with a larger seq"),
         ("before_seq" = Option<i64>, Query, minimum = 0, description = "Cursor: only messages with a smaller seq"),
         ("sensor_id" = Option<i64>, Query, description = "Only this sensor (sensor_log only)"),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
-        ("order" = Option<OrderSchema>, Query, description = "`asc` (oldest first, the default) or `desc` (newest first), by seq"),
+        ("order" = Option<SortOrder>, Query, description = "`asc` (oldest first, the default) or `desc` (newest first), by seq"),
     ),
     responses(
         (status = 200, description = "A page of messages", body = HistoryPage),
@@ -365,7 +361,7 @@ pub async fn history(
     Ok(HttpResponse::Ok().json(HistoryPage {
         vehicle_id: id,
         kind,
-        order: order.as_str(),
+        order,
         limit,
         has_more: page.has_more,
         next_after_seq,

@@ -12,7 +12,6 @@
 //! each session sends what is left in it, the last committed frames included, then closes 1001.
 
 mod conflate;
-mod filter;
 pub mod frame;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use conflate::{Conflation, ConflationKey};
-pub use filter::{parse_types, Filter, FilterChange};
+pub use seano_wire::{parse_types, Filter, FilterChange};
 
 use crate::domain::{format_time, StoredMessage};
 use crate::metrics::Metrics;

@@ -10,7 +10,6 @@
 //! acknowledged before it is committed. QoS 0 messages have no such bound: past
 //! [`QOS0_BACKLOG`] held messages they are dropped (logged), as QoS 0 allows.
 
-mod address;
 pub mod embedded;
 
 use std::collections::{HashSet, VecDeque};
@@ -26,7 +25,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use address::BrokerAddress;
+pub use seano_wire::BrokerAddress;
 
 use crate::domain::{decode, RejectReason, Rejection, Topic};
 use crate::metrics::Metrics;

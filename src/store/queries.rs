@@ -113,21 +113,16 @@ pub struct VehicleRef {
     pub code: Option<String>,
 }
 
-/// Oldest first (ascending `seq`) or newest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// The order of a history page, by `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Order)]
 pub enum SortOrder {
+    /// Oldest first.
     #[default]
     Asc,
+    /// Newest first.
     Desc,
-}
-
-impl SortOrder {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SortOrder::Asc => "asc",
-            SortOrder::Desc => "desc",
-        }
-    }
 }
 
 /// A history request: one vehicle, one message type, a time range and a `seq` window.

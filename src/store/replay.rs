@@ -8,7 +8,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::domain::{raw_json, MessageType, StoredMessage, VehicleState, MAX_TOPIC_VEHICLE_ID};
+use crate::domain::{raw_json, MessageType, StoredMessage, MAX_TOPIC_VEHICLE_ID};
 
 /// Which stored messages to read.
 #[derive(Clone, Debug, Default)]
@@ -202,34 +202,6 @@ pub fn from_sensor_log(r: sensor_log::Model) -> StoredMessage {
     }
 }
 
-/// Rebuilds the object the vehicle sent from the typed columns and `extra`: the same `data`
-/// the live frame carried.
-pub fn vehicle_state(r: &vehicle_log::Model) -> VehicleState {
-    VehicleState {
-        battery_voltage: r.battery_voltage,
-        battery_current: r.battery_current,
-        rssi: r.rssi,
-        mode: r.mode.clone(),
-        latitude: r.latitude,
-        longitude: r.longitude,
-        altitude: r.altitude,
-        heading: r.heading,
-        speed: r.speed,
-        armed: r.armed,
-        guided: r.guided,
-        system_status: r.system_status.clone(),
-        gps_fix: r.gps_fix,
-        roll: r.roll,
-        pitch: r.pitch,
-        yaw: r.yaw,
-        temperature: r.temperature,
-        extra: match &r.extra {
-            serde_json::Value::Object(m) => m.clone(),
-            _ => Default::default(),
-        },
-    }
-}
-
 pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
     StoredMessage {
         seq: r.seq,
@@ -239,7 +211,7 @@ pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
         kind: MessageType::VehicleLog,
         sensor_id: None,
         sensor_code: None,
-        data: raw_json(&vehicle_state(&r)),
+        data: raw_json(&r.state()),
         timestamp: r.timestamp,
         received_at: r.received_at,
     }

@@ -511,11 +511,12 @@ async fn write_batch(
                 (Some(sensor), raw)
             }
             Telemetry::VehicleLog(state) => {
-                vehicles.push(vehicle_log_row(
+                vehicles.push(vehicle_log::ActiveModel::from_state(
                     seq,
                     vehicle_id,
                     state,
-                    (timestamp, m.received_at),
+                    timestamp,
+                    m.received_at,
                     key,
                 ));
                 (None, raw_json(state))
@@ -766,41 +767,6 @@ fn chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
         out.push(rows);
     }
     out
-}
-
-fn vehicle_log_row(
-    seq: i64,
-    vehicle_id: i64,
-    s: &crate::domain::VehicleState,
-    (timestamp, received_at): (DateTime<Utc>, DateTime<Utc>),
-    dedup_key: i64,
-) -> vehicle_log::ActiveModel {
-    vehicle_log::ActiveModel {
-        id: NotSet,
-        seq: Set(seq),
-        vehicle_id: Set(vehicle_id),
-        battery_voltage: Set(s.battery_voltage),
-        battery_current: Set(s.battery_current),
-        rssi: Set(s.rssi),
-        mode: Set(s.mode.clone()),
-        latitude: Set(s.latitude),
-        longitude: Set(s.longitude),
-        altitude: Set(s.altitude),
-        heading: Set(s.heading),
-        speed: Set(s.speed),
-        armed: Set(s.armed),
-        guided: Set(s.guided),
-        system_status: Set(s.system_status.clone()),
-        gps_fix: Set(s.gps_fix),
-        roll: Set(s.roll),
-        pitch: Set(s.pitch),
-        yaw: Set(s.yaw),
-        temperature: Set(s.temperature),
-        extra: Set(serde_json::Value::Object(s.extra.clone())),
-        timestamp: Set(timestamp),
-        received_at: Set(received_at),
-        dedup_key: Set(dedup_key),
-    }
 }
 
 #[cfg(test)]

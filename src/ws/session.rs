@@ -485,7 +485,7 @@ async fn handle_text(
     scope: &Scope,
     hub: &HubHandle,
 ) -> String {
-    match protocol::parse_client_frame(text) {
+    match ClientFrame::parse(text) {
         Ok(ClientFrame::Ping(ts)) => protocol::pong(ts, vehicle_id),
         Ok(ClientFrame::Change(FilterChange::Subscribe(v)))
             if !v.map_or(scope.is_all(), |id| scope.allows(id)) =>

@@ -1,11 +1,16 @@
-//! The bench's `vehicle_log` payload and the cheap parse of what comes back.
+//! The bench's `vehicle_log` payload and the parse of what comes back, both through the
+//! gateway's own wire types (`seano_wire`), so a change to the wire format breaks the bench's
+//! build or its tests, never silently its figures.
 //!
-//! Each payload carries `"bench_run":R,"bench_pub":P,"bench_seq":N,"bench_sent_us":T`; a
-//! receiver finds them with a substring scan instead of a full JSON parse (at 200,000 frames/s
-//! the receiving side must stay cheap). Anything that does not match the fast path (whitespace,
-//! another serializer) falls back to serde_json.
+//! Each payload is a [`VehicleState`] whose extra fields carry the mark (`bench_run`,
+//! `bench_pub`, `bench_seq`, `bench_sent_us`); a frame is read as a [`DataFrame`], its `data`
+//! borrowed and only the mark's fields decoded.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use seano_wire::frame::{ConnectionFrame, DataFrame};
+use seano_wire::{MessageType, VehicleState};
+use serde::{Deserialize, Serialize};
 
 /// Microseconds since the Unix epoch, the clock both ends of a latency sample use.
 pub fn now_us() -> u64 {
@@ -26,33 +31,64 @@ pub struct Mark {
     pub sent_us: u64,
 }
 
-/// A `vehicle_log` payload: realistic telemetry plus the bench mark, padded to `pad_to` bytes.
+/// The bench mark as it travels in a `vehicle_log`'s extra fields.
+#[derive(Serialize, Deserialize)]
+struct BenchFields {
+    bench_run: u64,
+    bench_pub: u32,
+    bench_seq: u64,
+    bench_sent_us: u64,
+}
+
+impl From<Mark> for BenchFields {
+    fn from(m: Mark) -> Self {
+        BenchFields {
+            bench_run: m.run,
+            bench_pub: m.publisher,
+            bench_seq: m.seq,
+            bench_sent_us: m.sent_us,
+        }
+    }
+}
+
+impl From<BenchFields> for Mark {
+    fn from(b: BenchFields) -> Self {
+        Mark {
+            run: b.bench_run,
+            publisher: b.bench_pub,
+            seq: b.bench_seq,
+            sent_us: b.bench_sent_us,
+        }
+    }
+}
+
+/// A `vehicle_log` payload: realistic telemetry (the gateway's own [`VehicleState`]) plus the
+/// bench mark in its extra fields, padded to `pad_to` bytes.
 pub fn vehicle_log(mark: Mark, pad_to: usize) -> String {
     let s = mark.seq as f64;
-    let mut p = format!(
-        concat!(
-            r#"{{"battery_voltage":{:.2},"battery_current":1.8,"rssi":-40,"mode":"AUTO","#,
-            r#""latitude":{:.6},"longitude":{:.6},"heading":{:.1},"armed":true,"#,
-            r#""bench_run":{},"bench_pub":{},"bench_seq":{},"bench_sent_us":{}"#
-        ),
-        12.6 - (s * 1e-5) % 1.0,
-        -6.2088 + (s * 1e-6) % 0.01,
-        106.8456 + (mark.publisher as f64) * 1e-3,
-        (s * 3.0) % 360.0,
-        mark.run,
-        mark.publisher,
-        mark.seq,
-        mark.sent_us,
-    );
-    // `,"bench_pad":""` is 15 bytes, the closing brace 1.
-    if pad_to > p.len() + 16 {
-        let n = pad_to - p.len() - 16;
-        p.push_str(r#","bench_pad":""#);
-        p.extend(std::iter::repeat_n('x', n));
-        p.push('"');
+    let mut state = VehicleState {
+        battery_voltage: Some(12.6 - (s * 1e-5) % 1.0),
+        battery_current: Some(1.8),
+        rssi: Some(-40),
+        mode: Some("AUTO".into()),
+        latitude: Some(-6.2088 + (s * 1e-6) % 0.01),
+        longitude: Some(106.8456 + f64::from(mark.publisher) * 1e-3),
+        heading: Some((s * 3.0) % 360.0),
+        armed: Some(true),
+        ..VehicleState::default()
+    };
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(BenchFields::from(mark)) {
+        state.extra = fields;
     }
-    p.push('}');
-    p
+    // unwrap: a struct of numbers, strings and a JSON object always serializes.
+    let plain = serde_json::to_string(&state).unwrap();
+    // `,"bench_pad":""` is 15 bytes.
+    if pad_to <= plain.len() + 15 {
+        return plain;
+    }
+    let pad = "x".repeat(pad_to - plain.len() - 15);
+    state.extra.insert("bench_pad".into(), pad.into());
+    serde_json::to_string(&state).unwrap()
 }
 
 /// What a received frame (or MQTT payload) is, as far as the bench cares.
@@ -66,23 +102,26 @@ pub enum Frame {
     Other,
 }
 
-const BENCH_KEY: &str = "\"bench_";
-
-/// Parses a WebSocket frame of the gateway (SPEC §3).
+/// Parses a WebSocket frame. The gateway's own frames are read as what it sends
+/// (`seano_wire::frame`); anything else (another gateway's frames, in a side-by-side run) goes
+/// through a lenient parse that looks for `type`, `vehicle_id` and the bench fields.
 pub fn parse_frame(text: &str) -> Frame {
-    let kind = str_field(text, r#""type":""#);
-    if kind == Some("connection") {
+    if let Ok(frame) = serde_json::from_str::<DataFrame>(text) {
+        return match frame.kind {
+            MessageType::VehicleLog => match mark_of(frame.data.get()) {
+                Some(mark) => Frame::Bench {
+                    mark,
+                    vehicle_id: Some(frame.vehicle_id),
+                },
+                None => Frame::Other,
+            },
+            _ => Frame::Other,
+        };
+    }
+    if serde_json::from_str::<ConnectionFrame>(text).is_ok() {
         return Frame::Connection;
     }
-    if let Some(mark) = fast_mark(text) {
-        // The frame's own `vehicle_id` precedes `data`, so the first occurrence is top-level.
-        let vehicle_id = int_field(text, r#""vehicle_id":"#);
-        if kind == Some("vehicle_log") {
-            return Frame::Bench { mark, vehicle_id };
-        }
-        return Frame::Other;
-    }
-    slow_parse(text, true)
+    foreign_frame(text)
 }
 
 /// Parses a raw MQTT payload (the object the bench published).
@@ -90,105 +129,36 @@ pub fn parse_payload(payload: &[u8]) -> Frame {
     let Ok(text) = std::str::from_utf8(payload) else {
         return Frame::Other;
     };
-    match fast_mark(text) {
+    match mark_of(text) {
         Some(mark) => Frame::Bench {
             mark,
             vehicle_id: None,
         },
-        None => slow_parse(text, false),
+        None => Frame::Other,
     }
 }
 
-/// The four `bench_*` fields, in any order (the gateway keeps unknown fields but may reorder
-/// them), found by one pass over the occurrences of `"bench_`.
-fn fast_mark(text: &str) -> Option<Mark> {
-    let (mut run, mut publisher, mut seq, mut sent_us) = (None, None, None, None);
-    for (at, _) in text.match_indices(BENCH_KEY) {
-        let mut rest = &text[at + BENCH_KEY.len()..];
-        let (name, after) = rest.split_once("\":")?;
-        rest = after;
-        let slot = match name {
-            "run" => &mut run,
-            "pub" => &mut publisher,
-            "seq" => &mut seq,
-            "sent_us" => &mut sent_us,
-            _ => continue,
-        };
-        *slot = Some(take_u64(&mut rest)?);
-        if run.is_some() && publisher.is_some() && seq.is_some() && sent_us.is_some() {
-            break;
-        }
-    }
-    Some(Mark {
-        run: run?,
-        publisher: u32::try_from(publisher?).ok()?,
-        seq: seq?,
-        sent_us: sent_us?,
-    })
+/// The bench mark in a vehicle state's JSON, if it carries one.
+fn mark_of(state: &str) -> Option<Mark> {
+    serde_json::from_str::<BenchFields>(state)
+        .ok()
+        .map(Mark::from)
 }
 
-fn take_u64(rest: &mut &str) -> Option<u64> {
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let n = rest[..digits].parse().ok()?;
-    *rest = &rest[digits..];
-    Some(n)
-}
-
-/// `"key":"value"` at its first occurrence; `pat` is `"key":"` (no escapes expected in the
-/// values we read).
-fn str_field<'a>(text: &'a str, pat: &str) -> Option<&'a str> {
-    let at = text.find(pat)? + pat.len();
-    let end = text[at..].find('"')?;
-    Some(&text[at..at + end])
-}
-
-/// `"key":123` at its first occurrence; `pat` is `"key":`.
-fn int_field(text: &str, pat: &str) -> Option<i64> {
-    let at = text.find(pat)? + pat.len();
-    let rest = text[at..].trim_start();
-    let len = rest
-        .bytes()
-        .enumerate()
-        .take_while(|(i, b)| b.is_ascii_digit() || (*i == 0 && *b == b'-'))
-        .count();
-    rest[..len].parse().ok()
-}
-
-/// The general path: a real JSON parse (other field order, whitespace, another serializer).
-fn slow_parse(text: &str, framed: bool) -> Frame {
+/// Another gateway's frame: `type`, a top-level `vehicle_id` and the mark in `data`, whatever
+/// else it carries or lacks.
+fn foreign_frame(text: &str) -> Frame {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return Frame::Other;
     };
-    if framed {
-        match v.get("type").and_then(|t| t.as_str()) {
-            Some("connection") => return Frame::Connection,
-            Some("vehicle_log") => {}
-            _ => return Frame::Other,
-        }
-    }
-    let data = if framed { v.get("data") } else { Some(&v) };
-    let Some(data) = data else {
-        return Frame::Other;
-    };
-    let field = |k: &str| data.get(k).and_then(|x| x.as_u64());
-    match (
-        field("bench_run"),
-        field("bench_pub"),
-        field("bench_seq"),
-        field("bench_sent_us"),
-    ) {
-        (Some(run), Some(publisher), Some(seq), Some(sent_us)) => Frame::Bench {
-            mark: Mark {
-                run,
-                publisher: publisher as u32,
-                seq,
-                sent_us,
+    match v.get("type").and_then(|t| t.as_str()) {
+        Some("connection") => Frame::Connection,
+        Some("vehicle_log") => match v.get("data").and_then(|d| BenchFields::deserialize(d).ok()) {
+            Some(fields) => Frame::Bench {
+                mark: fields.into(),
+                vehicle_id: v.get("vehicle_id").and_then(|x| x.as_i64()),
             },
-            vehicle_id: if framed {
-                v.get("vehicle_id").and_then(|x| x.as_i64())
-            } else {
-                None
-            },
+            None => Frame::Other,
         },
         _ => Frame::Other,
     }
@@ -232,12 +202,28 @@ mod tests {
         assert!(vehicle_log(mark(), 10).len() > 10);
     }
 
+    /// A frame as the gateway writes it, carrying `data`.
+    fn gateway_frame(data: &str) -> String {
+        let data = serde_json::value::RawValue::from_string(data.to_owned()).unwrap();
+        seano_wire::frame::to_text(&DataFrame {
+            kind: MessageType::VehicleLog,
+            vehicle_id: 8,
+            vehicle_code: None,
+            sensor_id: None,
+            sensor_code: None,
+            data: &data,
+            timestamp: "2025-10-18T16:30:00.123Z".into(),
+            broadcast_time: "2025-10-18T16:30:00.124Z".into(),
+            connection_count: 3,
+            id: 17,
+            seq: 1042,
+            snapshot: false,
+        })
+    }
+
     #[test]
-    fn a_gateway_frame_is_parsed_on_the_fast_path() {
-        let data = vehicle_log(mark(), 0);
-        let frame = format!(
-            r#"{{"type":"vehicle_log","vehicle_id":8,"data":{data},"timestamp":"2025-10-18T16:30:00.123Z","broadcast_time":"2025-10-18T16:30:00.124Z","connection_count":3,"id":17,"seq":1042}}"#
-        );
+    fn a_gateway_frame_is_read_as_the_gateway_writes_it() {
+        let frame = gateway_frame(&vehicle_log(mark(), 600));
         assert_eq!(
             parse_frame(&frame),
             Frame::Bench {
@@ -245,15 +231,10 @@ mod tests {
                 vehicle_id: Some(8)
             }
         );
-    }
-
-    #[test]
-    fn reordered_extras_stay_on_the_fast_path() {
-        // The gateway writes the known fields first and the extras sorted by name.
-        let frame = r#"{"type":"vehicle_log","vehicle_id":8,"data":{"battery_voltage":12.6,"mode":"AUTO","bench_pad":"xx","bench_pub":7,"bench_run":3,"bench_sent_us":1760000000000000,"bench_seq":123456},"id":1,"seq":1}"#;
-        assert_eq!(fast_mark(frame), Some(mark()));
+        // The state the gateway stores and sends back keeps the extras, in any order.
+        let reordered = r#"{"battery_voltage":12.6,"mode":"AUTO","bench_pad":"xx","bench_pub":7,"bench_run":3,"bench_sent_us":1760000000000000,"bench_seq":123456}"#;
         assert_eq!(
-            parse_frame(frame),
+            parse_frame(&gateway_frame(reordered)),
             Frame::Bench {
                 mark: mark(),
                 vehicle_id: Some(8)
@@ -262,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reformatted_frame_falls_back_to_a_full_parse() {
+    fn another_gateways_frame_falls_back_to_a_lenient_parse() {
         let frame = r#"{"data": {"bench_seq": 123456, "bench_pub": 7, "bench_run": 3, "bench_sent_us": 1760000000000000}, "type": "vehicle_log", "vehicle_id": 8}"#;
         assert_eq!(
             parse_frame(frame),
@@ -275,8 +256,9 @@ mod tests {
 
     #[test]
     fn connection_and_other_frames_are_told_apart() {
-        let c = r#"{"type":"connection","message":"Connected to SEANO real-time data stream","timestamp":"2025-10-18T16:30:00.123Z","connection_count":3,"vehicle_id":2}"#;
-        assert_eq!(parse_frame(c), Frame::Connection);
+        let filter = seano_wire::Filter::vehicle(2, MessageType::ALL.into_iter().collect());
+        let c = seano_wire::frame::to_text(&ConnectionFrame::new(3, Some(2), filter));
+        assert_eq!(parse_frame(&c), Frame::Connection);
         let raw = r#"{"type":"raw_log","vehicle_id":1,"data":"GPS initialized","id":1,"seq":2}"#;
         assert_eq!(parse_frame(raw), Frame::Other);
         let foreign = r#"{"type":"vehicle_log","vehicle_id":1,"data":{"battery_voltage":12.1}}"#;

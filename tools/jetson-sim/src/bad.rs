@@ -4,7 +4,7 @@
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use seano_gateway::domain::{MessageType, RejectReason, SensorPayload, Topic, VehicleState};
+use seano_wire::{MessageType, RejectReason, SensorPayload, Topic, VehicleState};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -71,7 +71,7 @@ impl BadKind {
         }
     }
 
-    /// Why the gateway rejects this kind (`seano_gateway::domain::decode`), given a payload
+    /// Why the gateway rejects this kind (`seano_wire::decode`), given a payload
     /// limit below `bad_oversize_bytes`.
     pub fn expected_reason(self) -> RejectReason {
         match self {

@@ -9,7 +9,7 @@ use std::f64::consts::PI;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use seano_gateway::domain::VehicleState;
+use seano_wire::VehicleState;
 use serde_json::{Map, Value};
 
 use crate::config::GeoPoint;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use seano_gateway::domain::{format_time, MessageType, SensorPayload, Topic};
+use seano_wire::{format_time, MessageType, SensorPayload, Topic};
 use serde_json::Value;
 
 use crate::bad::{self, BadKind, BadSource};

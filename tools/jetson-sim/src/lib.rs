@@ -1,6 +1,6 @@
 //! `jetson-sim`: stands in for the SEANO fleet's Jetsons and publishes realistic MQTT
-//! telemetry, built from the gateway's own payload types (`seano_gateway::domain`) so the
-//! two cannot drift apart.
+//! telemetry, built from the wire types the gateway decodes with (`seano_wire`), so the two
+//! cannot drift apart. It links that crate only, not the gateway.
 //!
 //! # Layout
 //! - [`config`]: [`SimConfig`], one run's settings, with defaults and validation.

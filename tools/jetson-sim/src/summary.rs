@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use seano_gateway::domain::{MessageType, RejectReason};
+use seano_wire::{MessageType, RejectReason};
 use serde::Serialize;
 
 use crate::bad::BadKind;

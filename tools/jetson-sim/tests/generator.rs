@@ -5,9 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 use jetson_sim::{BadKind, Fleet, SimConfig, SimMessage};
-use seano_gateway::domain::{
-    decode, parse_timestamp, MessageType, Telemetry, VehicleKey, VehicleState,
-};
+use seano_wire::{decode, parse_timestamp, MessageType, Telemetry, VehicleKey, VehicleState};
 
 const MAX_PAYLOAD: usize = 262_144;
 const EARTH_M_PER_DEG: f64 = 111_320.0;

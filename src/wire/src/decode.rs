@@ -1,13 +1,12 @@
 //! From an MQTT message (topic and payload bytes) to a [`Decoded`] message or a [`Rejection`].
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::payload::kind_of;
-use super::time::parse_timestamp;
-use super::topic::{MessageType, SensorRef, Topic, TopicError, VehicleKey};
-use super::VehicleState;
+use crate::{
+    kind_of, parse_timestamp, MessageType, RejectReason, SensorRef, Topic, TopicError, VehicleKey,
+    VehicleState,
+};
 
 /// A message that passed validation, ready to be stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,56 +35,6 @@ impl Telemetry {
             Telemetry::SensorLog { .. } => MessageType::SensorLog,
             Telemetry::VehicleLog(_) => MessageType::VehicleLog,
         }
-    }
-}
-
-/// Why a message was rejected; the machine-readable half of a [`Rejection`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// Under the prefix, but not `{prefix}/{vehicle}/{raw_log|sensor_log|vehicle_log}` nor
-    /// `{prefix}/{vehicle}/{sensor}/sensor_log`.
-    UnknownTopic,
-    /// The vehicle level is neither a positive integer id nor a registration code (or the
-    /// sensor level is not a sensor id or code).
-    InvalidVehicleId,
-    EmptyPayload,
-    PayloadTooLarge,
-    InvalidUtf8,
-    InvalidJson,
-    /// Valid JSON of the wrong shape: a field of the wrong type, a missing field, a bad timestamp.
-    InvalidField,
-    /// Valid, but the database refused to store it (kept here instead of stalling ingest).
-    StorageError,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
-        Self::UnknownTopic,
-        Self::InvalidVehicleId,
-        Self::EmptyPayload,
-        Self::PayloadTooLarge,
-        Self::InvalidUtf8,
-        Self::InvalidJson,
-        Self::InvalidField,
-        Self::StorageError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnknownTopic => "unknown_topic",
-            Self::InvalidVehicleId => "invalid_vehicle_id",
-            Self::EmptyPayload => "empty_payload",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::InvalidUtf8 => "invalid_utf8",
-            Self::InvalidJson => "invalid_json",
-            Self::InvalidField => "invalid_field",
-            Self::StorageError => "storage_error",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -338,7 +287,7 @@ mod tests {
     #[test]
     fn decodes_every_fixture_message() {
         let fixtures: Value = serde_json::from_str(include_str!(
-            "../../tests/fixtures/seano-jetson-messages.json"
+            "../../../tests/fixtures/seano-jetson-messages.json"
         ))
         .unwrap();
         for m in fixtures["messages"].as_array().unwrap() {

@@ -1,23 +1,23 @@
-//! What one client wants to receive.
+//! What one client wants to receive: the `filter` of `connection` and `subscription_ack`
+//! frames, and how `types=`, `subscribe` and `unsubscribe` change it.
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::MessageType;
+use crate::MessageType;
 
 /// A client's subscription: every vehicle (`all`) or a set of vehicles, and a set of types.
 ///
 /// `/api/ws` starts with `all`; `/api/ws/vehicle/{id}` with `{id}`. `subscribe` with a vehicle
 /// adds it, without one sets `all`; `unsubscribe` removes a vehicle, or clears `all`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Filter {
     /// Every vehicle.
     pub all: bool,
     /// Vehicles named by id (in addition to `all`).
     pub vehicles: BTreeSet<i64>,
     /// The message types received.
-    #[schema(value_type = Vec<crate::http::openapi::MessageTypeSchema>)]
     pub types: BTreeSet<MessageType>,
 }
 
