@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// The default of each setting, shared by `--help` and [`Settings::default`].
+/// The default of each setting, in `--help` and hence in [`Settings::default`].
 pub mod defaults {
     pub const HTTP_ADDR: &str = "127.0.0.1:8000";
     pub const DATABASE_URL: &str = "sqlite://seano.db?mode=rwc";
@@ -182,40 +182,18 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// The defaults `--help` shows, whatever the environment says (for tests and embedding).
+    /// The defaults `--help` shows, whatever the environment says (for tests and embedding):
+    /// the command line parsed with no arguments and no environment, so the defaults are the
+    /// ones in the attributes above and nowhere else.
     fn default() -> Self {
-        Settings {
-            // unwrap: constant addresses that parse.
-            http_addr: defaults::HTTP_ADDR.parse().unwrap(),
-            database_url: defaults::DATABASE_URL.into(),
-            mqtt_url: None,
-            // unwrap: constant addresses that parse.
-            mqtt_embedded_addr: defaults::MQTT_EMBEDDED_ADDR.parse().unwrap(),
-            mqtt_topic_prefix: defaults::MQTT_TOPIC_PREFIX.into(),
-            mqtt_client_id: defaults::MQTT_CLIENT_ID.into(),
-            mqtt_username: None,
-            mqtt_password: None,
-            mqtt_ca_file: None,
-            mqtt_keep_alive_secs: defaults::MQTT_KEEP_ALIVE_SECS,
-            max_payload_bytes: defaults::MAX_PAYLOAD_BYTES,
-            batch_max_messages: defaults::BATCH_MAX_MESSAGES,
-            batch_window_ms: defaults::BATCH_WINDOW_MS,
-            ws_client_queue: defaults::WS_CLIENT_QUEUE,
-            ws_max_connections: defaults::WS_MAX_CONNECTIONS,
-            ws_max_frame_bytes: defaults::WS_MAX_FRAME_BYTES,
-            ws_heartbeat_secs: defaults::WS_HEARTBEAT_SECS,
-            ws_client_timeout_secs: defaults::WS_CLIENT_TIMEOUT_SECS,
-            ws_stall_timeout_secs: defaults::WS_STALL_TIMEOUT_SECS,
-            shutdown_timeout_secs: defaults::SHUTDOWN_TIMEOUT_SECS,
-            ws_replay_window: defaults::WS_REPLAY_WINDOW,
-            ws_client_rate: defaults::WS_CLIENT_RATE,
-            ws_client_burst: defaults::WS_CLIENT_BURST,
-            dedup_window: defaults::DEDUP_WINDOW,
-            ingest_stall_secs: defaults::INGEST_STALL_SECS,
-            auth_tokens: None,
-            auth_jwt_secret: None,
-            allowed_origins: None,
-        }
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Settings::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["seano-gateway"])
+            // unwrap: every setting has a default or is optional.
+            .unwrap();
+        // unwrap: the matches come from this very command.
+        Settings::from_arg_matches(&matches).unwrap()
     }
 }
 

@@ -176,13 +176,13 @@ pub struct Metrics {
     pub commit_failures: AtomicU64,
     /// Broker redeliveries recognised as already stored (acknowledged, not stored again).
     pub duplicates_dropped: AtomicU64,
-    /// Acks waiting for room in rumqttc's request queue (the store offers them again).
+    /// Acks waiting for room in rumqttc's request queue (the MQTT task offers them again).
     pub acks_owed: AtomicU64,
     /// Acks not sent because their message came on a connection that has since dropped (the
     /// broker redelivers those messages, and the store recognises them as stored).
     pub acks_stale: AtomicU64,
-    /// Counts broker connections lost: an ack belongs to the connection its message came on.
-    pub mqtt_connection: AtomicU64,
+    /// Broker connections lost since start.
+    pub mqtt_connections_lost: AtomicU64,
     /// Why the last attempt to reach the broker failed; cleared when a session is established.
     pub mqtt_last_error: std::sync::Mutex<Option<String>>,
     pub last_seq: AtomicI64,
@@ -225,7 +225,7 @@ impl Default for Metrics {
             duplicates_dropped: AtomicU64::new(0),
             acks_owed: AtomicU64::new(0),
             acks_stale: AtomicU64::new(0),
-            mqtt_connection: AtomicU64::new(0),
+            mqtt_connections_lost: AtomicU64::new(0),
             mqtt_last_error: std::sync::Mutex::new(None),
             last_seq: AtomicI64::new(0),
             commit_seconds: Histogram::new(SECONDS),

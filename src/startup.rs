@@ -119,18 +119,20 @@ impl Application {
             },
         );
         let (client, eventloop) = rumqttc::AsyncClient::new(options, ACK_CAPACITY);
+        let (receipts, receipts_back) = tokio::sync::mpsc::unbounded_channel();
         let (writer, store_handle) = Writer::new(
             db.clone(),
             hub_handle.clone(),
-            client.clone(),
+            receipts,
             metrics.clone(),
             WriterConfig {
                 batch_max,
                 batch_window: settings.batch_window(),
                 dedup_window: settings.dedup_window as i64,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+                queue: STORE_QUEUE,
             },
-            STORE_QUEUE,
+            last_seq,
             shutdown.clone(),
         );
         tasks.spawn(hub.run(store_done.clone()));
@@ -144,11 +146,11 @@ impl Application {
                 client,
                 eventloop,
                 store: store_handle,
+                receipts: receipts_back,
                 prefix: settings.mqtt_topic_prefix.clone(),
                 max_payload,
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
-                store_done,
             }
             .run(),
         );

@@ -69,7 +69,7 @@ fn mqtt(state: &AppState) -> MqttStatus {
         // unwrap: the lock is never held across a panic.
         last_error: state.metrics.mqtt_last_error.lock().unwrap().clone(),
         backlog: state.metrics.ingest_backlog.load(Relaxed),
-        connections_lost: state.metrics.mqtt_connection.load(Relaxed),
+        connections_lost: state.metrics.mqtt_connections_lost.load(Relaxed),
     }
 }
 

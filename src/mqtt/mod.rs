@@ -1,6 +1,10 @@
-//! MQTT ingest. The ingest task owns the rumqttc `EventLoop`: it polls, decodes each publish
-//! and hands it to the store. It never touches the database; acknowledgements are sent by the
-//! store after commit (manual acks), so a crash before commit loses nothing.
+//! MQTT ingest. The ingest task owns the rumqttc `EventLoop` and the MQTT session's rules: it
+//! polls, decodes each publish and hands it to the store with a [`Receipt`] (its packet id and
+//! the connection it came on). It never touches the database. The store hands each receipt
+//! back after the commit, and only then does this task acknowledge the message (manual acks),
+//! so a crash before commit loses nothing. An ack is sent only on the connection its message
+//! came on: after a reconnect the same packet id may name another message, and the broker
+//! redelivers what was not acknowledged.
 //!
 //! The event loop is polled at all times, also while the store is behind (database slow or
 //! away): keep-alive pings keep flowing, so the broker keeps the connection and the status
@@ -23,6 +27,7 @@ use rumqttc::{
     SubscribeFilter,
 };
 use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use seano_wire::BrokerAddress;
@@ -42,6 +47,93 @@ pub const QOS0_BACKLOG: usize = 65_536;
 /// Packet ids remembered per connection to recognise redeliveries after a reconnect; more than
 /// any broker keeps in flight to one client.
 const RECENT_PKIDS: usize = 4096;
+
+/// How often owed acks are offered to rumqttc again while its request queue is full.
+const ACK_RETRY: Duration = Duration::from_millis(5);
+
+/// How long a shutdown waits for rumqttc to take the last acks.
+const LAST_ACKS: Duration = Duration::from_secs(2);
+
+/// What the store hands back for a committed message: which packet to acknowledge, on which
+/// connection. Opaque outside this module.
+#[derive(Debug)]
+pub struct Receipt {
+    pkid: u16,
+    qos: QoS,
+    connection: u64,
+}
+
+/// The MQTT session as this task sees it: which connection is current, which packet ids may
+/// come again, and which acks are owed.
+#[derive(Default)]
+struct Session {
+    /// Connections lost so far: a receipt's connection must equal it for its ack to be sent.
+    connection: u64,
+    /// Packet ids recently received on this connection. If the link drops, the broker resends
+    /// what it has no PUBACK for with the same ids (a PUBACK we wrote may have died with the
+    /// link), and some brokers (rumqttd) do so without the DUP flag: after a reconnect, these
+    /// ids mark possible redeliveries for the store's dedup.
+    recent: VecDeque<u16>,
+    suspects: HashSet<u16>,
+    /// Acks not yet taken by rumqttc, oldest first. rumqttc's event loop writes one request per
+    /// poll and may read ten packets in the next, so while the broker floods the gateway, acks
+    /// queue up faster than they leave; they wait here, in order, never dropped.
+    owed: VecDeque<Receipt>,
+}
+
+impl Session {
+    /// Notes a publish; true when the broker may have sent it before.
+    fn received(&mut self, publish: &rumqttc::Publish) -> bool {
+        let redelivery = publish.dup || self.suspects.remove(&publish.pkid);
+        if publish.qos != QoS::AtMostOnce {
+            if self.recent.len() == RECENT_PKIDS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(publish.pkid);
+        }
+        redelivery
+    }
+
+    fn receipt(&self, publish: &rumqttc::Publish) -> Receipt {
+        Receipt {
+            pkid: publish.pkid,
+            qos: publish.qos,
+            connection: self.connection,
+        }
+    }
+
+    /// The link to the broker is gone: what it delivered without our ack may come again (added
+    /// to the suspects still owed from earlier drops), and acks of this connection are void.
+    fn lost(&mut self) {
+        self.suspects.extend(self.recent.drain(..));
+        self.connection += 1;
+    }
+
+    /// Committed messages: their acks are owed (QoS 0 needs none).
+    fn committed(&mut self, receipts: Vec<Receipt>) {
+        self.owed
+            .extend(receipts.into_iter().filter(|r| r.qos != QoS::AtMostOnce));
+    }
+
+    /// Hands rumqttc the owed acks, oldest first, until its queue is full. Acks of messages
+    /// from a connection that has dropped are left out: the broker redelivers those messages.
+    fn send_acks(&mut self, client: &AsyncClient, metrics: &Metrics) {
+        while let Some(owed) = self.owed.front() {
+            if owed.connection != self.connection {
+                metrics.acks_stale.fetch_add(1, Relaxed);
+                self.owed.pop_front();
+                continue;
+            }
+            let mut ack = rumqttc::Publish::new("", owed.qos, Vec::new());
+            ack.pkid = owed.pkid;
+            if client.try_ack(&ack).is_err() {
+                break;
+            }
+            self.owed.pop_front();
+        }
+        metrics.acks_owed.store(self.owed.len() as u64, Relaxed);
+    }
+}
 
 /// Builds the client options: persistent session, manual acks, credentials, TLS for mqtts.
 pub fn options(
@@ -75,33 +167,41 @@ pub fn options(
 pub struct Ingest {
     pub client: AsyncClient,
     pub eventloop: EventLoop,
-    pub store: StoreHandle,
+    pub store: StoreHandle<Receipt>,
+    /// The receipts of committed messages, from the store. Closed when the store has drained:
+    /// then the last acks go out and the task disconnects.
+    pub receipts: mpsc::UnboundedReceiver<Vec<Receipt>>,
     pub prefix: String,
     pub max_payload: usize,
     pub metrics: Arc<Metrics>,
     /// Stop taking new messages (they stay with the broker, unacknowledged).
     pub shutdown: CancellationToken,
-    /// The store has committed and acked all it was given: flush the acks and disconnect.
-    pub store_done: CancellationToken,
 }
 
 impl Ingest {
     pub async fn run(mut self) {
         self.metrics.mqtt_running.store(true, Relaxed);
-        // Packet ids recently received on this connection. If the link drops, the broker resends
-        // what it has no PUBACK for with the same ids (a PUBACK we wrote may have died with the
-        // link), and some brokers (rumqttd) do so without the DUP flag: after a reconnect, these
-        // ids mark possible redeliveries for the store's dedup.
-        let mut recent: VecDeque<u16> = VecDeque::with_capacity(RECENT_PKIDS);
-        let mut suspects: HashSet<u16> = HashSet::new();
+        let mut session = Session::default();
         let mut backoff = Duration::from_millis(100);
         let mut draining = false;
         // Decoded messages the store's queue had no room for yet, oldest first.
-        let mut backlog: VecDeque<Incoming> = VecDeque::new();
+        let mut backlog: VecDeque<Incoming<Receipt>> = VecDeque::new();
         loop {
             let event = tokio::select! {
                 biased;
-                _ = self.store_done.cancelled() => break,
+                receipts = self.receipts.recv() => match receipts {
+                    Some(receipts) => {
+                        session.committed(receipts);
+                        session.send_acks(&self.client, &self.metrics);
+                        continue;
+                    }
+                    // The store has drained and stopped.
+                    None => break,
+                },
+                _ = sleep(ACK_RETRY), if !session.owed.is_empty() => {
+                    session.send_acks(&self.client, &self.metrics);
+                    continue;
+                }
                 _ = self.shutdown.cancelled(), if !draining => {
                     draining = true;
                     self.abandon(&mut backlog);
@@ -147,7 +247,7 @@ impl Ingest {
                         // Not acknowledged: the broker redelivers it to our next session.
                         continue;
                     }
-                    let redelivery = publish.dup || suspects.remove(&publish.pkid);
+                    let redelivery = session.received(&publish);
                     if redelivery {
                         log::debug!(
                             "mqtt: possible redelivery on {} (pkid {}, dup {})",
@@ -155,12 +255,6 @@ impl Ingest {
                             publish.pkid,
                             publish.dup
                         );
-                    }
-                    if publish.qos != QoS::AtMostOnce {
-                        if recent.len() == RECENT_PKIDS {
-                            recent.pop_front();
-                        }
-                        recent.push_back(publish.pkid);
                     }
                     if publish.qos == QoS::AtMostOnce && backlog.len() >= QOS0_BACKLOG {
                         log::warn!(
@@ -170,18 +264,19 @@ impl Ingest {
                         );
                         continue;
                     }
-                    backlog.push_back(self.decode(publish, redelivery));
+                    let receipt = session.receipt(&publish);
+                    backlog.push_back(self.decode(publish, redelivery, receipt));
                     self.metrics.ingest_started();
                     draining |= self.hand_over(&mut backlog);
                 }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
-                    self.connection_lost(&mut recent, &mut suspects);
+                    self.connection_lost(&mut session);
                     self.metrics.mqtt_connected.store(false, Relaxed);
                     log::warn!("mqtt: the broker closed the session");
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.connection_lost(&mut recent, &mut suspects);
+                    self.connection_lost(&mut session);
                     self.set_last_error(Some(describe(&e)));
                     if self.metrics.mqtt_connected.swap(false, Relaxed) {
                         log::warn!("mqtt: connection lost: {e}; reconnecting");
@@ -192,13 +287,21 @@ impl Ingest {
                         );
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.store_done.cancelled() => break,
+                        _ = sleep(backoff) => {}
+                        // Receipts of messages from the lost connection: their acks are void.
+                        receipts = self.receipts.recv() => match receipts {
+                            Some(receipts) => {
+                                session.committed(receipts);
+                                session.send_acks(&self.client, &self.metrics);
+                            }
+                            None => break,
+                        },
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
+        self.last_acks(&mut session).await;
         self.disconnect().await;
         self.metrics.mqtt_connected.store(false, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
@@ -208,7 +311,7 @@ impl Ingest {
     /// Hands the store what its queue has room for, oldest first; the rest stays in the backlog.
     /// Returns true when the store has stopped: the backlog then stays unacknowledged (the
     /// broker redelivers it), and the task keeps polling only so the store's last acks go out.
-    fn hand_over(&self, backlog: &mut VecDeque<Incoming>) -> bool {
+    fn hand_over(&self, backlog: &mut VecDeque<Incoming<Receipt>>) -> bool {
         let mut stopped = false;
         while let Some(msg) = backlog.pop_front() {
             match self.store.try_send(msg) {
@@ -233,7 +336,7 @@ impl Ingest {
 
     /// Shutdown: what the store has not taken stays unacknowledged, and the broker redelivers it
     /// to the next session.
-    fn abandon(&self, backlog: &mut VecDeque<Incoming>) {
+    fn abandon(&self, backlog: &mut VecDeque<Incoming<Receipt>>) {
         self.metrics
             .ingest_in_flight
             .fetch_sub(backlog.len() as i64, Relaxed);
@@ -241,12 +344,26 @@ impl Ingest {
         self.metrics.ingest_backlog.store(0, Relaxed);
     }
 
-    /// The link to the broker is gone: what it delivered without our ack may come again (added
-    /// to the suspects still owed from earlier drops), and acks of this connection are void.
-    fn connection_lost(&self, recent: &mut VecDeque<u16>, suspects: &mut HashSet<u16>) {
-        suspects.extend(recent.drain(..));
-        self.metrics.mqtt_connection.fetch_add(1, Relaxed);
+    fn connection_lost(&self, session: &mut Session) {
+        session.lost();
+        self.metrics
+            .mqtt_connections_lost
+            .store(session.connection, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
+    }
+
+    /// The store has stopped: hands rumqttc the acks still owed, letting the event loop write
+    /// them out while its request queue is full, for up to [`LAST_ACKS`].
+    async fn last_acks(&mut self, session: &mut Session) {
+        let deadline = Instant::now() + LAST_ACKS;
+        loop {
+            session.send_acks(&self.client, &self.metrics);
+            if session.owed.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            // Publishes read meanwhile are ignored (draining): the broker redelivers them.
+            let _ = tokio::time::timeout(ACK_RETRY, self.eventloop.poll()).await;
+        }
     }
 
     fn set_last_error(&self, error: Option<String>) {
@@ -254,15 +371,21 @@ impl Ingest {
         *self.metrics.mqtt_last_error.lock().unwrap() = error;
     }
 
-    fn decode(&self, publish: rumqttc::Publish, redelivery: bool) -> Incoming {
+    fn decode(
+        &self,
+        publish: rumqttc::Publish,
+        redelivery: bool,
+        receipt: Receipt,
+    ) -> Incoming<Receipt> {
         if Topic::is_own(&self.prefix, &publish.topic) {
             // The gateway's own downlink, seen through `{prefix}/#`: acknowledged, not stored.
             return Incoming {
-                publish,
+                topic: publish.topic,
+                payload: publish.payload,
                 redelivery,
                 received_at: Utc::now(),
                 outcome: None,
-                connection: self.metrics.mqtt_connection.load(Relaxed),
+                receipt,
             };
         }
         let mut outcome = decode(
@@ -293,11 +416,12 @@ impl Ingest {
             publish.payload.truncate(self.max_payload);
         }
         Incoming {
-            publish,
+            topic: publish.topic,
+            payload: publish.payload,
             redelivery,
             received_at: Utc::now(),
             outcome: Some(outcome),
-            connection: self.metrics.mqtt_connection.load(Relaxed),
+            receipt,
         }
     }
 

@@ -1,11 +1,13 @@
 //! Persistence with sea-orm: the batching writer task and the database connection.
 //!
 //! The writer task owns every insert. It takes decoded messages from the MQTT task, writes them
-//! in one transaction per batch, and only after the commit hands them to the hub and
-//! acknowledges them to the broker. No actix types here.
+//! in one transaction per batch, and only after the commit hands them to the hub and hands
+//! their receipts back to the MQTT task, which acknowledges them to the broker. No actix or
+//! MQTT types here: a receipt is opaque to the store.
 
 pub mod queries;
 pub mod replay;
+mod tables;
 mod writer;
 
 use std::time::Duration;
@@ -14,7 +16,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
-pub use writer::{Incoming, StoreHandle, Writer, WriterConfig};
+pub use writer::{Incoming, Receipts, StoreHandle, Writer, WriterConfig};
 
 /// Connects, applies the gateway's SQLite settings (WAL, NORMAL sync, busy timeout) or turns
 /// Nagle's algorithm off for PostgreSQL over TCP, and runs the migrations.

@@ -5,16 +5,15 @@
 //! broadcasts, so a history item and a live frame carry the same `data`.
 
 use chrono::{DateTime, Utc};
-use entity::{raw_log, sensor_log, vehicle, vehicle_log};
+use entity::{vehicle, vehicle_log};
 use futures_util::TryStreamExt;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Select,
+    QueryOrder, QuerySelect,
 };
 
-use super::replay::{
-    from_raw_log, from_sensor_log, from_vehicle_log, last_seq, latest_vehicle_logs,
-};
+use super::replay::{last_seq, latest_vehicle_logs};
+use super::tables::{for_table, MessageTable};
 use crate::domain::{MessageType, SensorRef, StoredMessage, VehicleKey, MAX_TOPIC_VEHICLE_ID};
 
 /// The largest page a history query returns.
@@ -161,59 +160,7 @@ pub async fn history(db: &DatabaseConnection, q: &HistoryQuery) -> Result<Histor
     // Read before the query: with commits in seq order, every seq up to this one is visible to it.
     let high_water = last_seq(db).await?;
     let fetch = q.limit + 1;
-    let mut items = match q.kind {
-        MessageType::RawLog => page(
-            raw_log::Entity::find(),
-            q,
-            [
-                raw_log::Column::VehicleId,
-                raw_log::Column::Seq,
-                raw_log::Column::Timestamp,
-            ],
-        )
-        .limit(fetch)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(from_raw_log)
-        .collect::<Vec<_>>(),
-        MessageType::SensorLog => page(
-            sensor_log::Entity::find(),
-            q,
-            [
-                sensor_log::Column::VehicleId,
-                sensor_log::Column::Seq,
-                sensor_log::Column::Timestamp,
-            ],
-        )
-        .apply_if(q.sensor.clone(), |s, sensor| match sensor {
-            SensorRef::Id(id) => s
-                .filter(sensor_log::Column::SensorId.eq(id))
-                .filter(sensor_log::Column::SensorCode.is_null()),
-            SensorRef::Code(code) => s.filter(sensor_log::Column::SensorCode.eq(code)),
-        })
-        .limit(fetch)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(from_sensor_log)
-        .collect(),
-        MessageType::VehicleLog => page(
-            vehicle_log::Entity::find(),
-            q,
-            [
-                vehicle_log::Column::VehicleId,
-                vehicle_log::Column::Seq,
-                vehicle_log::Column::Timestamp,
-            ],
-        )
-        .limit(fetch)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(from_vehicle_log)
-        .collect(),
-    };
+    let mut items = for_table!(q.kind, history_rows(db, q, fetch))?;
     let has_more = items.len() as u64 > q.limit;
     items.truncate(q.limit as usize);
     super::replay::with_vehicle_codes(db, &mut items).await?;
@@ -225,33 +172,35 @@ pub async fn history(db: &DatabaseConnection, q: &HistoryQuery) -> Result<Histor
     })
 }
 
-/// Applies the vehicle, time, cursor and order of `q` to a select on one telemetry table.
-/// `cols` are that table's `vehicle_id`, `seq` and `timestamp`.
-fn page<E: EntityTrait>(
-    select: Select<E>,
+/// Up to `fetch` of one table's messages for `q`: its vehicle, sensor, time range, cursor
+/// and order.
+async fn history_rows<E: MessageTable>(
+    db: &DatabaseConnection,
     q: &HistoryQuery,
-    [vehicle_id, seq, timestamp]: [E::Column; 3],
-) -> Select<E> {
-    let mut s = select.filter(vehicle_id.eq(q.vehicle_id));
+    fetch: u64,
+) -> Result<Vec<StoredMessage>, DbErr> {
+    let mut s = E::find().filter(E::VEHICLE_ID.eq(q.vehicle_id));
+    if let Some(sensor) = &q.sensor {
+        s = E::of_sensor(s, sensor);
+    }
     if let Some(from) = q.from {
-        s = s.filter(timestamp.gte(from));
+        s = s.filter(E::TIMESTAMP.gte(from));
     }
     if let Some(to) = q.to {
-        s = s.filter(timestamp.lt(to));
+        s = s.filter(E::TIMESTAMP.lt(to));
     }
     if let Some(after) = q.after_seq {
-        s = s.filter(seq.gt(after));
+        s = s.filter(E::SEQ.gt(after));
     }
     if let Some(before) = q.before_seq {
-        s = s.filter(seq.lt(before));
+        s = s.filter(E::SEQ.lt(before));
     }
-    s.order_by(
-        seq,
-        match q.order {
-            SortOrder::Asc => Order::Asc,
-            SortOrder::Desc => Order::Desc,
-        },
-    )
+    let order = match q.order {
+        SortOrder::Asc => Order::Asc,
+        SortOrder::Desc => Order::Desc,
+    };
+    let rows = s.order_by(E::SEQ, order).limit(fetch).all(db).await?;
+    Ok(rows.into_iter().map(E::message).collect())
 }
 
 /// A track request: one vehicle's positions in a time range, at most `points` of them.

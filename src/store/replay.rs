@@ -3,12 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use entity::{raw_log, sensor_log, vehicle, vehicle_log};
+use entity::{vehicle, vehicle_log};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::domain::{raw_json, MessageType, StoredMessage, MAX_TOPIC_VEHICLE_ID};
+use super::tables::{for_table, MessageTable};
+use crate::domain::{MessageType, StoredMessage, MAX_TOPIC_VEHICLE_ID};
 
 /// Which stored messages to read.
 #[derive(Clone, Debug, Default)]
@@ -45,38 +46,7 @@ pub async fn messages_after(
     };
     // Each table gives its first `limit` in seq order; the first `limit` of the merge are right.
     for kind in &sel.types {
-        match kind {
-            MessageType::RawLog => {
-                let rows = rows_after::<raw_log::Entity>(
-                    db,
-                    sel,
-                    limit,
-                    raw_log::Column::Seq,
-                    raw_log::Column::VehicleId,
-                );
-                out.extend(rows.await?.into_iter().map(from_raw_log));
-            }
-            MessageType::SensorLog => {
-                let rows = rows_after::<sensor_log::Entity>(
-                    db,
-                    sel,
-                    limit,
-                    sensor_log::Column::Seq,
-                    sensor_log::Column::VehicleId,
-                );
-                out.extend(rows.await?.into_iter().map(from_sensor_log));
-            }
-            MessageType::VehicleLog => {
-                let rows = rows_after::<vehicle_log::Entity>(
-                    db,
-                    sel,
-                    limit,
-                    vehicle_log::Column::Seq,
-                    vehicle_log::Column::VehicleId,
-                );
-                out.extend(rows.await?.into_iter().map(from_vehicle_log));
-            }
-        }
+        out.extend(for_table!(*kind, rows_after(db, sel, limit))?);
     }
     out.sort_by_key(|m| m.seq);
     out.truncate(limit as usize);
@@ -114,22 +84,21 @@ pub async fn with_vehicle_codes(
     Ok(())
 }
 
-/// One table's first `limit` rows matching `sel`, in seq order.
-async fn rows_after<E: EntityTrait>(
+/// One table's first `limit` messages matching `sel`, in seq order.
+async fn rows_after<E: MessageTable>(
     db: &DatabaseConnection,
     sel: &Selection,
     limit: u64,
-    seq: E::Column,
-    vehicle_id: E::Column,
-) -> Result<Vec<E::Model>, DbErr> {
-    let mut q = E::find().filter(seq.gt(sel.after_seq));
+) -> Result<Vec<StoredMessage>, DbErr> {
+    let mut q = E::find().filter(E::SEQ.gt(sel.after_seq));
     if let Some(up_to) = sel.up_to_seq {
-        q = q.filter(seq.lte(up_to));
+        q = q.filter(E::SEQ.lte(up_to));
     }
     if let Some(v) = &sel.vehicles {
-        q = q.filter(vehicle_id.is_in(v.iter().copied()));
+        q = q.filter(E::VEHICLE_ID.is_in(v.iter().copied()));
     }
-    q.order_by_asc(seq).limit(limit).all(db).await
+    let rows = q.order_by_asc(E::SEQ).limit(limit).all(db).await?;
+    Ok(rows.into_iter().map(E::message).collect())
 }
 
 /// The latest vehicle_log of each vehicle (of `vehicles`, or all), in seq order.
@@ -159,7 +128,10 @@ pub async fn latest_vehicle_logs(
         .order_by_asc(vehicle_log::Column::Seq)
         .all(db)
         .await?;
-    let mut out: Vec<StoredMessage> = rows.into_iter().map(from_vehicle_log).collect();
+    let mut out: Vec<StoredMessage> = rows
+        .into_iter()
+        .map(<vehicle_log::Entity as MessageTable>::message)
+        .collect();
     with_vehicle_codes(db, &mut out).await?;
     Ok(out)
 }
@@ -170,49 +142,4 @@ pub async fn last_seq(db: &DatabaseConnection) -> Result<i64, DbErr> {
         .one(db)
         .await?
         .map_or(0, |c| c.value))
-}
-
-pub fn from_raw_log(r: raw_log::Model) -> StoredMessage {
-    StoredMessage {
-        seq: r.seq,
-        id: r.id,
-        vehicle_id: r.vehicle_id,
-        vehicle_code: None,
-        kind: MessageType::RawLog,
-        sensor_id: None,
-        sensor_code: None,
-        data: raw_json(&r.data),
-        timestamp: r.timestamp,
-        received_at: r.received_at,
-    }
-}
-
-pub fn from_sensor_log(r: sensor_log::Model) -> StoredMessage {
-    StoredMessage {
-        seq: r.seq,
-        id: r.id,
-        vehicle_id: r.vehicle_id,
-        vehicle_code: None,
-        kind: MessageType::SensorLog,
-        sensor_id: r.sensor_code.is_none().then_some(r.sensor_id),
-        sensor_code: r.sensor_code,
-        data: raw_json(&r.data),
-        timestamp: r.timestamp,
-        received_at: r.received_at,
-    }
-}
-
-pub fn from_vehicle_log(r: vehicle_log::Model) -> StoredMessage {
-    StoredMessage {
-        seq: r.seq,
-        id: r.id,
-        vehicle_id: r.vehicle_id,
-        vehicle_code: None,
-        kind: MessageType::VehicleLog,
-        sensor_id: None,
-        sensor_code: None,
-        data: raw_json(&r.state()),
-        timestamp: r.timestamp,
-        received_at: r.received_at,
-    }
 }

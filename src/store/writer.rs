@@ -1,13 +1,13 @@
 //! The writer task: batches, one transaction per batch, broadcast and ack after commit.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use entity::{raw_log, rejected_message, sensor_log, vehicle, vehicle_log};
-use rumqttc::{AsyncClient, Publish, QoS};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::tables::{for_table, MessageTable};
 use crate::domain::{
     fnv1a, raw_json, Decoded, MessageType, RejectReason, Rejection, SensorRef, StoredMessage,
     Telemetry, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
@@ -25,10 +26,12 @@ use crate::domain::{
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 
-/// A message from the broker on its way to the database.
-pub struct Incoming {
-    /// The MQTT publish as received: its topic and payload, and what the ack refers to.
-    pub publish: Publish,
+/// A message from the broker on its way to the database, with the receipt `R` the store hands
+/// back once it is committed. The store never looks inside a receipt: what it means to the
+/// broker (a packet id on a connection) is the MQTT task's business.
+pub struct Incoming<R> {
+    pub topic: String,
+    pub payload: Bytes,
     /// The broker may have sent it before (DUP flag, or its packet id was not acknowledged on a
     /// connection that dropped): checked against what is stored before it is stored.
     pub redelivery: bool,
@@ -36,33 +39,28 @@ pub struct Incoming {
     /// Telemetry or a rejection; `None` for the gateway's own downlink topics, which are only
     /// acknowledged (in order with the rest).
     pub outcome: Option<Result<Decoded, Rejection>>,
-    /// The broker connection it came on ([`Metrics::mqtt_connection`]): its ack means nothing
-    /// on a later one, where the same packet id may name another message.
-    pub connection: u64,
+    pub receipt: R,
 }
-
-/// An ack owed to the broker that rumqttc's request queue could not take yet.
-struct Owed {
-    pkid: u16,
-    qos: QoS,
-    connection: u64,
-}
-
-/// How often owed acks are offered again while no batch is committed.
-const ACK_RETRY: Duration = Duration::from_millis(5);
 
 /// Where the MQTT task sends messages. Bounded: when the database falls behind, the MQTT task
 /// holds what the broker still sends in a backlog of its own and keeps polling (see
 /// [`crate::mqtt`]); the broker holds the rest.
-#[derive(Clone)]
-pub struct StoreHandle {
-    tx: mpsc::Sender<Incoming>,
+pub struct StoreHandle<R> {
+    tx: mpsc::Sender<Incoming<R>>,
 }
 
-impl StoreHandle {
+impl<R> Clone for StoreHandle<R> {
+    fn clone(&self) -> Self {
+        StoreHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<R> StoreHandle<R> {
     /// Queues `msg` if there is room.
     #[allow(clippy::result_large_err)] // the message comes back to its owner, not boxed
-    pub fn try_send(&self, msg: Incoming) -> Result<(), mpsc::error::TrySendError<Incoming>> {
+    pub fn try_send(&self, msg: Incoming<R>) -> Result<(), mpsc::error::TrySendError<Incoming<R>>> {
         self.tx.try_send(msg)
     }
 
@@ -71,6 +69,12 @@ impl StoreHandle {
         let _ = self.tx.reserve().await;
     }
 }
+
+/// Where the writer hands back the receipts of each committed batch, in commit order. Its
+/// length is bounded by what the MQTT task handed over and has not had back: at most the
+/// broker's in-flight limit of unacknowledged messages, since nothing is acknowledged before
+/// its receipt returns.
+pub type Receipts<R> = mpsc::UnboundedSender<Vec<R>>;
 
 #[derive(Clone, Debug)]
 pub struct WriterConfig {
@@ -81,20 +85,22 @@ pub struct WriterConfig {
     /// How long a shutdown keeps retrying a failing commit before leaving the rest to the
     /// broker (unacknowledged messages are redelivered).
     pub shutdown_timeout: Duration,
+    /// How many messages may wait for the writer (the MQTT task holds the rest).
+    pub queue: usize,
 }
 
-pub struct Writer {
+pub struct Writer<R> {
     db: DatabaseConnection,
-    rx: mpsc::Receiver<Incoming>,
+    rx: mpsc::Receiver<Incoming<R>>,
     hub: HubHandle,
-    mqtt: AsyncClient,
+    receipts: Receipts<R>,
     metrics: Arc<Metrics>,
     config: WriterConfig,
     shutdown: CancellationToken,
-    /// Acks not yet taken by rumqttc, oldest first. rumqttc's event loop writes one request per
-    /// poll and may read ten packets in the next, so while the broker floods the gateway, acks
-    /// queue up faster than they leave; they wait here, in order, never dropped.
-    owed: VecDeque<Owed>,
+    /// The last seq committed (the dedup window reaches back from it).
+    last_seq: i64,
+    /// Whether the last commit succeeded (an outage is logged once, and its end once).
+    healthy: bool,
     /// Once shutdown has begun: when the whole drain stops retrying failed commits.
     give_up_at: Option<Instant>,
 }
@@ -102,27 +108,29 @@ pub struct Writer {
 /// Rows per INSERT statement, under SQLite's and PostgreSQL's bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 1000;
 
-impl Writer {
-    /// Creates the writer and the handle that feeds it. `queue` bounds the messages waiting.
+impl<R: Send + 'static> Writer<R> {
+    /// Creates the writer and the handle that feeds it; `last_seq` is the last seq already
+    /// stored.
     pub fn new(
         db: DatabaseConnection,
         hub: HubHandle,
-        mqtt: AsyncClient,
+        receipts: Receipts<R>,
         metrics: Arc<Metrics>,
         config: WriterConfig,
-        queue: usize,
+        last_seq: i64,
         shutdown: CancellationToken,
-    ) -> (Writer, StoreHandle) {
-        let (tx, rx) = mpsc::channel(queue);
+    ) -> (Writer<R>, StoreHandle<R>) {
+        let (tx, rx) = mpsc::channel(config.queue);
         let writer = Writer {
             db,
             rx,
             hub,
-            mqtt,
+            receipts,
             metrics,
             config,
             shutdown,
-            owed: VecDeque::new(),
+            last_seq,
+            healthy: true,
             give_up_at: None,
         };
         (writer, StoreHandle { tx })
@@ -139,10 +147,6 @@ impl Writer {
                     Some(msg) => batch.push(msg),
                     None => break,
                 },
-                _ = sleep(ACK_RETRY), if !self.owed.is_empty() => {
-                    self.send_owed_acks();
-                    continue;
-                }
             }
             self.fill(&mut batch).await;
             self.commit(&mut batch).await;
@@ -156,20 +160,12 @@ impl Writer {
             }
         }
         self.commit(&mut batch).await;
-        // The ingest task keeps polling until the store is done: hand it the last acks.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !self.owed.is_empty() && Instant::now() < deadline {
-            self.send_owed_acks();
-            sleep(ACK_RETRY).await;
-        }
-        log::info!(
-            "store: drained and stopped at seq {}",
-            self.metrics.last_seq.load(Relaxed)
-        );
+        // Returning drops the receipts' sender: the MQTT task acks the last ones and disconnects.
+        log::info!("store: drained and stopped at seq {}", self.last_seq);
     }
 
     /// Adds what is already queued, then waits up to the batch window for more.
-    async fn fill(&mut self, batch: &mut Vec<Incoming>) {
+    async fn fill(&mut self, batch: &mut Vec<Incoming<R>>) {
         let max = self.config.batch_max;
         while batch.len() < max {
             match self.rx.try_recv() {
@@ -193,7 +189,7 @@ impl Writer {
     }
 
     /// Commits `batch` (retrying while the database is away), then broadcasts and acks it.
-    async fn commit(&mut self, batch: &mut Vec<Incoming>) {
+    async fn commit(&mut self, batch: &mut Vec<Incoming<R>>) {
         if batch.is_empty() {
             return;
         }
@@ -202,7 +198,7 @@ impl Writer {
         // connection broke): from then on every message is checked against what is stored.
         let mut suspect_all = false;
         let mut failures = 0;
-        let last_seq = self.metrics.last_seq.load(Relaxed);
+        let last_seq = self.last_seq;
         let window = self.config.dedup_window;
         let started = std::time::Instant::now();
         let committed = loop {
@@ -220,7 +216,8 @@ impl Writer {
                 Err(e) => {
                     busy = is_busy(&e);
                     self.metrics.commit_failures.fetch_add(1, Relaxed);
-                    if self.metrics.database_ok.swap(false, Relaxed) {
+                    self.metrics.database_ok.store(false, Relaxed);
+                    if std::mem::replace(&mut self.healthy, false) {
                         log::error!(
                             "store: commit of {} messages failed, retrying: {e}",
                             batch.len()
@@ -255,7 +252,8 @@ impl Writer {
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         };
-        if !self.metrics.database_ok.swap(true, Relaxed) {
+        self.metrics.database_ok.store(true, Relaxed);
+        if !std::mem::replace(&mut self.healthy, true) {
             log::info!("store: database is back, commits resumed");
         }
         self.metrics.batches_committed.fetch_add(1, Relaxed);
@@ -272,6 +270,7 @@ impl Writer {
             self.metrics.vehicle_rates.record(vehicle, n, now);
         }
         if let Some(last) = committed.last() {
+            self.last_seq = last.seq;
             self.metrics.last_seq.store(last.seq, Relaxed);
         }
         for msg in &committed {
@@ -281,45 +280,18 @@ impl Writer {
             self.hub.broadcast(committed).await;
         }
         self.metrics.ingest_done(batch.len());
-        for msg in batch.drain(..) {
-            if msg.publish.qos != QoS::AtMostOnce {
-                self.owed.push_back(Owed {
-                    pkid: msg.publish.pkid,
-                    qos: msg.publish.qos,
-                    connection: msg.connection,
-                });
-            }
-        }
-        self.send_owed_acks();
-    }
-
-    /// Hands rumqttc the owed acks, oldest first, until its queue is full. Acks of messages
-    /// from a connection that has dropped are left out: the broker redelivers those messages.
-    fn send_owed_acks(&mut self) {
-        let connection = self.metrics.mqtt_connection.load(Relaxed);
-        while let Some(owed) = self.owed.front() {
-            if owed.connection != connection {
-                self.metrics.acks_stale.fetch_add(1, Relaxed);
-                self.owed.pop_front();
-                continue;
-            }
-            let mut ack = Publish::new("", owed.qos, Vec::new());
-            ack.pkid = owed.pkid;
-            if self.mqtt.try_ack(&ack).is_err() {
-                break;
-            }
-            self.owed.pop_front();
-        }
-        self.metrics
-            .acks_owed
-            .store(self.owed.len() as u64, Relaxed);
+        // Committed (or kept as rejected): hand back every receipt, in order. If the MQTT task
+        // is gone there is no one to acknowledge to, and the broker redelivers.
+        let _ = self
+            .receipts
+            .send(batch.drain(..).map(|m| m.receipt).collect());
     }
 }
 
-impl Writer {
+impl<R> Writer<R> {
     /// Writes `batch` one message at a time; a message the database refuses on its own is kept
     /// in `rejected_messages` as `storage_error`, so that one bad message cannot stall ingest.
-    async fn isolate(&mut self, batch: &mut [Incoming], dedup_floor: i64) -> Vec<StoredMessage> {
+    async fn isolate(&mut self, batch: &mut [Incoming<R>], dedup_floor: i64) -> Vec<StoredMessage> {
         let mut committed = Vec::new();
         for msg in batch.iter_mut() {
             let mut refusals = 0;
@@ -335,13 +307,13 @@ impl Writer {
                             // Not even as a rejected message (e.g. a topic the database refuses).
                             log::error!(
                                 "store: cannot store {} at all, acknowledging it: {e}",
-                                msg.publish.topic
+                                msg.topic
                             );
                             break;
                         }
                         log::error!(
                             "store: the database refuses {}: {e}; kept as storage_error",
-                            msg.publish.topic
+                            msg.topic
                         );
                         self.metrics.reject(RejectReason::StorageError);
                         msg.outcome = Some(Err(Rejection {
@@ -394,15 +366,15 @@ pub fn dedup_key(topic: &str, payload: &[u8]) -> i64 {
 /// when `suspect_all`, is not stored again if the same vehicle has a stored message with the same
 /// topic and payload with a seq above `dedup_floor`, or earlier in this batch. Messages without
 /// that mark are always stored: a vehicle that sends the same line twice keeps both.
-async fn write_batch(
+async fn write_batch<R>(
     db: &DatabaseConnection,
-    batch: &[Incoming],
+    batch: &[Incoming<R>],
     suspect_all: bool,
     dedup_floor: i64,
 ) -> Result<(Vec<StoredMessage>, usize), DbErr> {
     let txn = db.begin().await?;
 
-    let decoded: Vec<(&Incoming, &Decoded)> = batch
+    let decoded: Vec<(&Incoming<R>, &Decoded)> = batch
         .iter()
         .filter_map(|m| match &m.outcome {
             Some(Ok(d)) => Some((m, d)),
@@ -420,7 +392,7 @@ async fn write_batch(
                     DbErr::Custom(format!("vehicle code {code} was not registered"))
                 })?,
             };
-            let key = dedup_key(&m.publish.topic, &m.publish.payload);
+            let key = dedup_key(&m.topic, &m.payload);
             Ok((m, d, key, vehicle_id))
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
@@ -540,23 +512,9 @@ async fn write_batch(
     }
 
     let mut ids = BTreeMap::new();
-    for chunk in chunks(raws) {
-        let mut q = raw_log::Entity::insert_many(chunk).into_query();
-        q.returning(Query::returning().columns([raw_log::Column::Id, raw_log::Column::Seq]));
-        collect_ids(&txn, &q, &mut ids).await?;
-    }
-    for chunk in chunks(sensors) {
-        let mut q = sensor_log::Entity::insert_many(chunk).into_query();
-        q.returning(Query::returning().columns([sensor_log::Column::Id, sensor_log::Column::Seq]));
-        collect_ids(&txn, &q, &mut ids).await?;
-    }
-    for chunk in chunks(vehicles) {
-        let mut q = vehicle_log::Entity::insert_many(chunk).into_query();
-        q.returning(
-            Query::returning().columns([vehicle_log::Column::Id, vehicle_log::Column::Seq]),
-        );
-        collect_ids(&txn, &q, &mut ids).await?;
-    }
+    insert_rows::<raw_log::Entity>(&txn, raws, &mut ids).await?;
+    insert_rows::<sensor_log::Entity>(&txn, sensors, &mut ids).await?;
+    insert_rows::<vehicle_log::Entity>(&txn, vehicles, &mut ids).await?;
     for msg in &mut out {
         msg.id = ids
             .get(&msg.seq)
@@ -572,8 +530,8 @@ async fn write_batch(
         })
         .map(|(m, r)| rejected_message::ActiveModel {
             id: NotSet,
-            topic: Set(m.publish.topic.clone()),
-            payload: Set(m.publish.payload.to_vec()),
+            topic: Set(m.topic.clone()),
+            payload: Set(m.payload.to_vec()),
             reason: Set(r.reason.as_str().to_owned()),
             detail: Set(r.detail.clone()),
             received_at: Set(m.received_at),
@@ -596,9 +554,9 @@ async fn write_batch(
 /// Two writers registering at once (several instances) may pick the same id: the second's
 /// insert fails, its transaction is retried like any failed commit, and the retry finds the
 /// code or the next free id.
-async fn vehicle_ids_of_codes<C: ConnectionTrait>(
+async fn vehicle_ids_of_codes<C: ConnectionTrait, R>(
     txn: &C,
-    decoded: &[(&Incoming, &Decoded)],
+    decoded: &[(&Incoming<R>, &Decoded)],
 ) -> Result<HashMap<String, i64>, DbErr> {
     let mut first_seen: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
     for (m, d) in decoded {
@@ -653,22 +611,20 @@ async fn vehicle_ids_of_codes<C: ConnectionTrait>(
     Ok(ids)
 }
 
-/// One table's (vehicle, dedup key) pairs with a key in `keys` and a seq above `floor`;
-/// `cols` are its vehicle_id, dedup_key and seq columns.
-async fn stored<E: EntityTrait>(
+/// One table's (vehicle, dedup key) pairs with a key in `keys` and a seq above `floor`.
+async fn stored<E: MessageTable>(
     txn: &impl ConnectionTrait,
-    keys: Vec<i64>,
+    keys: &[i64],
     floor: i64,
-    [vehicle_id, dedup_key, seq]: [E::Column; 3],
 ) -> Result<Vec<(i64, i64)>, DbErr> {
     let mut found = Vec::new();
     // A batch may be all suspects: stay under the databases' bind-parameter limits.
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let rows: Vec<(i64, i64)> = E::find()
             .select_only()
-            .columns([vehicle_id, dedup_key])
-            .filter(dedup_key.is_in(chunk.iter().copied()))
-            .filter(seq.gt(floor))
+            .columns([E::VEHICLE_ID, E::DEDUP_KEY])
+            .filter(E::DEDUP_KEY.is_in(chunk.iter().copied()))
+            .filter(E::SEQ.gt(floor))
             .into_tuple()
             .all(txn)
             .await?;
@@ -690,42 +646,29 @@ async fn stored_keys<C: ConnectionTrait>(
             .filter(|s| s.2 == kind)
             .map(|s| s.1)
             .collect();
-        if keys.is_empty() {
-            continue;
+        if !keys.is_empty() {
+            found.extend(for_table!(kind, stored(txn, &keys, floor))?);
         }
-        use {raw_log as r, sensor_log as s, vehicle_log as v};
-        let rows = match kind {
-            MessageType::RawLog => {
-                stored::<r::Entity>(
-                    txn,
-                    keys,
-                    floor,
-                    [r::Column::VehicleId, r::Column::DedupKey, r::Column::Seq],
-                )
-                .await?
-            }
-            MessageType::SensorLog => {
-                stored::<s::Entity>(
-                    txn,
-                    keys,
-                    floor,
-                    [s::Column::VehicleId, s::Column::DedupKey, s::Column::Seq],
-                )
-                .await?
-            }
-            MessageType::VehicleLog => {
-                stored::<v::Entity>(
-                    txn,
-                    keys,
-                    floor,
-                    [v::Column::VehicleId, v::Column::DedupKey, v::Column::Seq],
-                )
-                .await?
-            }
-        };
-        found.extend(rows);
     }
     Ok(found)
+}
+
+/// Inserts one table's rows of a batch and records each row's id by its seq.
+async fn insert_rows<E: MessageTable>(
+    txn: &impl ConnectionTrait,
+    rows: Vec<E::ActiveModel>,
+    ids: &mut BTreeMap<i64, i64>,
+) -> Result<(), DbErr> {
+    for chunk in chunks(rows) {
+        let mut q = E::insert_many(chunk).into_query();
+        q.returning(Query::returning().columns([E::ID, E::SEQ]));
+        for row in txn.query_all(&q).await? {
+            let id: i64 = row.try_get_by_index(0)?;
+            let seq: i64 = row.try_get_by_index(1)?;
+            ids.insert(seq, id);
+        }
+    }
+    Ok(())
 }
 
 /// Reserves `n` consecutive seqs in the transaction; returns the first. The row lock this takes
@@ -742,19 +685,6 @@ async fn reserve_seqs<C: ConnectionTrait>(txn: &C, n: i64) -> Result<i64, DbErr>
         .ok_or_else(|| DbErr::Custom("seq_cursor has no row".into()))?;
     let last: i64 = row.try_get_by_index(0)?;
     Ok(last - n + 1)
-}
-
-async fn collect_ids<C: ConnectionTrait>(
-    txn: &C,
-    q: &sea_orm::sea_query::InsertStatement,
-    ids: &mut BTreeMap<i64, i64>,
-) -> Result<(), DbErr> {
-    for row in txn.query_all(q).await? {
-        let id: i64 = row.try_get_by_index(0)?;
-        let seq: i64 = row.try_get_by_index(1)?;
-        ids.insert(seq, id);
-    }
-    Ok(())
 }
 
 fn chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
