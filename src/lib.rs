@@ -2,21 +2,25 @@
 //! sea-orm, and only after commit streams it over WebSocket to dashboards.
 //!
 //! # Layout
+//! - `seano_wire` (`src/wire/`, a crate of its own): the one definition of the wire: topics,
+//!   payloads and their validation, the vehicle-state field list, every WebSocket frame.
 //! - [`auth`]: tokens, JWTs, vehicle scopes and the Origin allow-list.
 //! - [`config`]: settings from flags, environment and `.env`.
 //! - [`startup`]: builds and runs the application; graceful shutdown.
-//! - [`domain`]: wire types, topic parsing, payload validation (shared with the simulator).
-//! - [`mqtt`]: the ingest task (rumqttc) and the embedded broker (rumqttd).
-//! - [`store`]: the batching writer task (sea-orm) and the connection.
+//! - [`domain`]: the committed message the store hands the hub; the wire types, re-exported.
+//! - [`mqtt`]: the ingest task (rumqttc) and the MQTT session's rules (packet ids, connections,
+//!   acks), and the embedded broker (rumqttd).
+//! - [`store`]: the batching writer task (sea-orm), replay and REST queries, the connection.
 //! - [`hub`]: fan-out of committed messages to clients, with per-client bounded queues.
-//! - [`ws`]: one WebSocket session loop and the protocol's frames.
+//! - [`ws`]: one WebSocket session loop; the stream query parameters.
 //! - [`http`]: the route table and who may call each route, the access extractors, one file per
-//!   resource, the error type.
-//! - [`metrics`]: counters shared by all tasks.
+//!   resource, the documents, the error type.
+//! - [`metrics`]: figures every task reports (no control state passes through them).
 //!
 //! # Data flow
 //! `mqtt` (poll, decode) → bounded queue → `store` (batch, commit) → `hub` (serialize once,
-//! try_send to each client) → `ws` session → socket. The store acks to the broker after commit.
+//! try_send to each client) → `ws` session → socket. The store hands each committed message's
+//! receipt back to `mqtt`, which acknowledges it to the broker.
 
 pub mod auth;
 pub mod config;

@@ -1,4 +1,7 @@
-//! Pipeline counters shared by every task: cheap atomics, read by `/api/ws/stats`.
+//! Pipeline figures every task reports: cheap atomics, read by `/api/ws/stats`, `/metrics` and
+//! `/ready`. They carry figures only: no task decides anything from what another wrote here
+//! (each keeps its own state: the MQTT session in `mqtt`, the last seq and database health in
+//! the store's writer).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;

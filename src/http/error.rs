@@ -20,6 +20,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A method other than GET on an API route (HTTP 405, with `Allow: GET`).
+    #[error("only GET is allowed here")]
+    MethodNotAllowed,
     /// The server cannot take this request now (connection cap, shutting down, not ready).
     #[error("{0}")]
     Unavailable(String),
@@ -32,7 +35,8 @@ pub enum ApiError {
 #[schema(examples(json!({"error": "bad_parameter", "parameter": "limit",
     "message": "invalid parameter 'limit': must be between 1 and 1000, got 5000"})))]
 pub struct ErrorBody {
-    /// `bad_parameter`, `not_found`, `unavailable` or `internal`.
+    /// `bad_parameter`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `unavailable` or `internal`.
     pub error: &'static str,
     pub message: String,
     /// The offending parameter, for `bad_parameter`.
@@ -54,6 +58,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -67,6 +72,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -76,7 +82,11 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(e) = self {
             log::error!("http: internal error: {e:#}");
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed = self {
+            response.insert_header((actix_web::http::header::ALLOW, "GET"));
+        }
+        response.json(ErrorBody {
             error: self.code(),
             message: self.to_string(),
             parameter: match self {

@@ -145,13 +145,22 @@ pub fn route_table() -> Vec<RouteSpec> {
 )]
 pub struct ApiDoc;
 
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::bad_parameter("query", err.to_string()).into()),
     );
     for route in route_table() {
-        cfg.route(route.path, (route.route)());
+        // Every route answers GET; another method is a 405 that says so.
+        cfg.service(
+            web::resource(route.path)
+                .route((route.route)())
+                .default_service(web::to(method_not_allowed)),
+        );
     }
     cfg.service(openapi::swagger_ui())
         .configure(dashboard::routes);

@@ -12,10 +12,12 @@ use std::sync::OnceLock;
 use actix_web::{http::header, HttpRequest, HttpResponse};
 use seano_wire::frame::{self, FrameDoc, CLIENT_FRAMES, SERVER_FRAMES};
 use serde_json::{json, Map, Value};
-use utoipa::OpenApi;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::{IntoParams, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::ApiDoc;
+use crate::ws::protocol::StreamQuery;
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
@@ -24,15 +26,18 @@ pub const ASYNCAPI_PATH: &str = "/api/asyncapi.json";
 /// Where Swagger UI is served (the trailing-slash form; the bare path redirects to it).
 pub const DOCS_PATH: &str = "/api/docs";
 
-/// What the streams' query parameters do (shared by both endpoints' documentation).
-pub(super) const STREAM_PARAMS_DOC: &str = "\
-Query parameters: `types=vehicle_log,sensor_log` (only those types; default all), \
-`since=<seq>` (resume: first every stored message with a larger seq that matches the filter, \
-in order, then live with no gap and no duplicate; older than the replay window gives a \
-`resync` frame), `snapshot=latest` (first the latest stored vehicle_log of each vehicle in the \
-filter, marked `\"snapshot\": true`), `conflate=latest` (when this client falls behind, skip to \
-the latest message per vehicle and type instead of being disconnected), `token=` (when \
-authentication is on; or an `Authorization: Bearer` header).";
+/// What the streams' query parameters do, in prose (for both documents), from the type that
+/// documents them as parameters.
+fn stream_params_doc() -> String {
+    let params: Vec<String> = StreamQuery::into_params(|| Some(ParameterIn::Query))
+        .into_iter()
+        .map(|p| {
+            let what = p.description.unwrap_or_default().replace('\n', " ");
+            format!("`{}=` ({})", p.name, what.trim_end_matches('.'))
+        })
+        .collect();
+    format!("Query parameters: {}.", params.join(", "))
+}
 
 /// The frames both ways and the close codes, in prose (for both documents).
 fn frames_doc() -> String {
@@ -156,7 +161,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let frames_doc = frames_doc();
-    doc.info.description = Some(format!("{DESCRIPTION}{frames_doc}\n\n{STREAM_PARAMS_DOC}"));
+    let params_doc = stream_params_doc();
+    doc.info.description = Some(format!("{DESCRIPTION}{frames_doc}\n\n{params_doc}"));
     let components = doc.components.get_or_insert_with(Default::default);
     components.schemas.extend(frame::schemas());
     for path in ["/api/ws", "/api/ws/vehicle/{vehicle_id}"] {
@@ -167,7 +173,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             .and_then(|item| item.get.as_mut())
         {
             let head = op.description.take().unwrap_or_default();
-            op.description = Some(format!("{head}\n\n{STREAM_PARAMS_DOC}\n\n{frames_doc}"));
+            op.description = Some(format!("{head}\n\n{params_doc}\n\n{frames_doc}"));
         }
     }
     doc
@@ -216,16 +222,19 @@ pub fn asyncapi(host: &str) -> Value {
             .collect();
         Value::Object(refs)
     };
-    let query = json!({
-        "type": "object",
-        "properties": {
-            "types": {"type": "string", "description": "Comma-separated message types to receive (default all): raw_log, sensor_log, vehicle_log.", "examples": ["vehicle_log,sensor_log"]},
-            "since": {"type": "integer", "minimum": 0, "description": "Resume: first every stored message with a larger seq that matches the filter, in order, then live with no gap and no duplicate. Older than the replay window: a `resync` frame."},
-            "snapshot": {"type": "string", "enum": ["latest"], "description": "First the latest stored vehicle_log of each vehicle in the filter, marked `snapshot: true`."},
-            "conflate": {"type": "string", "enum": ["latest"], "description": "When this client falls behind, skip to the latest message per vehicle and type instead of being disconnected."},
-            "token": {"type": "string", "description": "Access token when authentication is on (or `Authorization: Bearer`)."}
-        }
-    });
+    // The streams' query parameters, from the type that documents them for OpenAPI too.
+    let query_properties: Map<String, Value> =
+        StreamQuery::into_params(|| Some(ParameterIn::Query))
+            .into_iter()
+            .map(|p| {
+                let mut schema = serde_json::to_value(&p.schema).unwrap_or(Value::Null);
+                if let (Some(description), Value::Object(fields)) = (&p.description, &mut schema) {
+                    fields.insert("description".into(), json!(description));
+                }
+                (p.name, schema)
+            })
+            .collect();
+    let query = json!({"type": "object", "properties": query_properties});
     let bindings = json!({"ws": {"method": "GET", "query": query, "bindingVersion": "0.1.0"}});
 
     let mut operations = Map::new();
@@ -262,7 +271,7 @@ pub fn asyncapi(host: &str) -> Value {
         "info": {
             "title": "SEANO telemetry gateway: WebSocket streams",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": format!("Telemetry from the SEANO fleet, streamed only after it is committed to the database.\n\n{}\n\n{STREAM_PARAMS_DOC}", frames_doc()),
+            "description": format!("Telemetry from the SEANO fleet, streamed only after it is committed to the database.\n\n{}\n\n{}", frames_doc(), stream_params_doc()),
             "license": {"name": "MIT"},
         },
         "defaultContentType": "application/json",
@@ -321,34 +330,4 @@ fn capitalize(s: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn asyncapi_references_resolve() {
-        let doc = asyncapi("127.0.0.1:8000");
-        let mut refs = Vec::new();
-        collect_refs(&doc, &mut refs);
-        assert!(!refs.is_empty());
-        for r in refs {
-            let pointer = r.trim_start_matches('#');
-            assert!(doc.pointer(pointer).is_some(), "unresolved $ref {r}");
-        }
-    }
-
-    fn collect_refs(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::String(r)) = m.get("$ref") {
-                    out.push(r.clone());
-                }
-                m.values().for_each(|v| collect_refs(v, out));
-            }
-            Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
-            _ => {}
-        }
-    }
 }

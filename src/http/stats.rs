@@ -17,10 +17,14 @@ struct WsStats {
     active_connections: usize,
     connections_info: Vec<ConnectionInfo>,
     connections_by_stream: std::collections::BTreeMap<&'static str, usize>,
+    /// Connections whose filter names each vehicle, keyed by vehicle id (JSON object keys are
+    /// strings).
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     connections_by_vehicle: std::collections::BTreeMap<i64, usize>,
     messages: PipelineStats,
     /// Committed messages per second of each vehicle, averaged over the last
-    /// `rate_window_seconds` (vehicles silent that long are left out).
+    /// `rate_window_seconds` (vehicles silent that long are left out), keyed by vehicle id.
+    #[schema(value_type = std::collections::BTreeMap<String, f64>)]
     messages_per_second_by_vehicle: std::collections::BTreeMap<i64, f64>,
     rate_window_seconds: usize,
     mqtt: MqttStatus,

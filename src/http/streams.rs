@@ -7,7 +7,7 @@ use super::access::{FleetAccess, VehicleAccess};
 use super::{ApiError, AppState};
 use crate::auth::Scope;
 use crate::hub::{parse_types, Filter, Stream};
-use crate::ws::protocol::StreamQuery;
+use crate::ws::protocol::{StreamQuery, UpgradeHeaders};
 use crate::ws::{session, Opening, SessionContext};
 
 /// `/api/ws`: every vehicle, for a credential that covers the fleet.
@@ -123,16 +123,10 @@ async fn open(
     path = "/api/ws",
     tag = "streams",
     description = "WebSocket stream of every vehicle's telemetry, sent only after it is committed. See the operation description for parameters and frames.",
-    params(
-        ("types" = Option<String>, Query, description = "Comma-separated message types to receive (default all)", example = "vehicle_log,sensor_log"),
-        ("since" = Option<i64>, Query, minimum = 0, description = "Resume after this seq: replay stored messages, then continue live"),
-        ("snapshot" = Option<String>, Query, description = "`latest`: first the latest vehicle_log of each vehicle"),
-        ("conflate" = Option<String>, Query, description = "`latest`: when behind, skip to the latest message per vehicle and type"),
-        ("token" = Option<String>, Query, description = "Access token, when authentication is on"),
-    ),
+    params(UpgradeHeaders, StreamQuery),
     responses(
         (status = 101, description = "Switching Protocols. The body shows the frames the server then sends.", body = seano_wire::frame::AnyServerFrame),
-        (status = 400, description = "A bad parameter (e.g. an unknown type)", body = super::error::ErrorBody),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad parameter (e.g. an unknown type)", body = super::error::ErrorBody),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
         (status = 503, description = "Connection limit reached or shutting down", body = super::error::ErrorBody),
     )
@@ -147,18 +141,16 @@ fn ws_all_vehicles_doc() {}
     tag = "streams",
     description = "WebSocket stream of one vehicle's telemetry (`subscribe` may add more). A non-integer id is an HTTP 400 before the upgrade.",
     params(
-        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
-        ("types" = Option<String>, Query, description = "Comma-separated message types to receive (default all)"),
-        ("since" = Option<i64>, Query, minimum = 0, description = "Resume after this seq"),
-        ("snapshot" = Option<String>, Query, description = "`latest`: first the vehicle's latest vehicle_log"),
-        ("conflate" = Option<String>, Query, description = "`latest`: when behind, skip to the latest message per type"),
-        ("token" = Option<String>, Query, description = "Access token, when authentication is on"),
+        ("vehicle_id" = inline(crate::domain::VehicleKey), Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
+        UpgradeHeaders,
+        StreamQuery,
     ),
     responses(
         (status = 101, description = "Switching Protocols. The body shows the frames the server then sends.", body = seano_wire::frame::AnyServerFrame),
-        (status = 400, description = "`vehicle_id` is neither an id nor a code, or another bad parameter", body = super::error::ErrorBody),
+        (status = 400, description = "Not a WebSocket upgrade, `vehicle_id` is neither an id nor a code, or another bad parameter", body = super::error::ErrorBody),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
         (status = 403, description = "The token does not allow this vehicle", body = super::error::ErrorBody),
+        (status = 404, description = "No vehicle has registered this code", body = super::error::ErrorBody),
         (status = 503, description = "Connection limit reached or shutting down", body = super::error::ErrorBody),
     )
 )]

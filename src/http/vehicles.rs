@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 
 use super::access::{FleetAccess, VehicleAccess};
 use super::{ApiError, AppState};
-use crate::domain::{format_time, parse_timestamp, MessageType, SensorRef, StoredMessage};
+use crate::domain::{
+    format_time, parse_timestamp, MessageType, SensorRef, StoredMessage, VehicleKey,
+};
 use crate::store::queries::{
     self, HistoryQuery, SortOrder, TrackQuery, VehicleRecord, MAX_HISTORY_LIMIT, MAX_TRACK_POINTS,
 };
@@ -222,7 +224,7 @@ pub async fn list(_: FleetAccess, state: web::Data<AppState>) -> Result<HttpResp
     get,
     path = "/api/vehicles/{vehicle_id}",
     tag = "vehicles",
-    params(("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1")),
+    params(("vehicle_id" = inline(VehicleKey), Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)")),
     responses(
         (status = 200, description = "The vehicle", body = VehicleSummary),
         (status = 400, description = "`vehicle_id` is neither an id nor a code", body = super::error::ErrorBody,
@@ -248,6 +250,40 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(VehicleSummary::from(vehicle)))
 }
 
+/// The query of a history page (documentation: [`history`] parses each parameter itself, so
+/// that a bad one is a 400 naming it).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct HistoryParams {
+    /// Only messages with a timestamp at or after this (RFC 3339).
+    #[param(example = "2025-10-18T16:00:00Z")]
+    from: Option<DateTime<Utc>>,
+    /// Only messages with a timestamp before this (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// Cursor: only messages with a larger seq.
+    #[param(minimum = 0)]
+    after_seq: Option<i64>,
+    /// Cursor: only messages with a smaller seq.
+    #[param(minimum = 0)]
+    before_seq: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc` (newest first), by seq.
+    order: Option<SortOrder>,
+}
+
+/// The sensor filter of a history page (`sensor_log` only: with another type it is a 400).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct SensorParams {
+    /// Only this sensor: its integer id, or its code.
+    #[param(inline)]
+    sensor_id: Option<SensorRef>,
+}
+
 /// A vehicle's stored messages of one type, paged by `seq`.
 ///
 /// Items have the shape of the WebSocket data frames. Page forward with `after_seq` =
@@ -258,15 +294,10 @@ pub async fn get(
     path = "/api/vehicles/{vehicle_id}/{type}",
     tag = "vehicles",
     params(
-        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1"),
-        ("type" = crate::domain::MessageType, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
-        ("from" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp at or after this (RFC 3339)", example = "2025-10-18T16:00:00Z"),
-        ("to" = Option<String>, Query, format = DateTime, description = "Only messages with a timestamp before this (RFC 3339)"),
-        ("after_seq" = Option<i64>, Query, minimum = 0, description = "Cursor: only messages with a larger seq"),
-        ("before_seq" = Option<i64>, Query, minimum = 0, description = "Cursor: only messages with a smaller seq"),
-        ("sensor_id" = Option<i64>, Query, description = "Only this sensor (sensor_log only)"),
-        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
-        ("order" = Option<SortOrder>, Query, description = "`asc` (oldest first, the default) or `desc` (newest first), by seq"),
+        ("vehicle_id" = inline(VehicleKey), Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
+        ("type" = MessageType, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
+        HistoryParams,
+        SensorParams,
     ),
     responses(
         (status = 200, description = "A page of messages", body = HistoryPage),
@@ -377,7 +408,7 @@ pub async fn history(
     path = "/api/vehicles/{vehicle_id}/track",
     tag = "vehicles",
     params(
-        ("vehicle_id" = String, Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)", example = "1"),
+        ("vehicle_id" = inline(VehicleKey), Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
         ("from" = Option<String>, Query, format = DateTime, description = "Only positions at or after this time (RFC 3339)"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only positions before this time (RFC 3339)"),
         ("points" = Option<u64>, Query, minimum = 1, maximum = 10000,
@@ -488,14 +519,24 @@ impl Params {
                     format!("unknown parameter '{key}'; {expected}"),
                 ));
             }
+            if let Some(name) = known
+                .iter()
+                .find(|k| **k == key)
+                .filter(|_| value.is_empty())
+            {
+                return Err(ApiError::bad_parameter(
+                    name,
+                    "is empty; give a value or leave the parameter out",
+                ));
+            }
             map.insert(key, value);
         }
         Ok(Params(map))
     }
 
-    /// The value, if present and not empty.
+    /// The value, if present (never empty: see [`Params::parse`]).
     fn take(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name).filter(|v| !v.is_empty())
+        self.0.remove(name)
     }
 
     /// An integer parameter that must be at least `min`.

@@ -67,6 +67,8 @@ pub struct Receipt {
 /// come again, and which acks are owed.
 #[derive(Default)]
 struct Session {
+    /// Whether a session with the broker is established (between CONNACK and a loss).
+    connected: bool,
     /// Connections lost so far: a receipt's connection must equal it for its ack to be sent.
     connection: u64,
     /// Packet ids recently received on this connection. If the link drops, the broker resends
@@ -105,6 +107,7 @@ impl Session {
     /// The link to the broker is gone: what it delivered without our ack may come again (added
     /// to the suspects still owed from earlier drops), and acks of this connection are void.
     fn lost(&mut self) {
+        self.connected = false;
         self.suspects.extend(self.recent.drain(..));
         self.connection += 1;
     }
@@ -179,45 +182,117 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        let Ingest {
+            client,
+            eventloop,
+            store,
+            receipts,
+            prefix,
+            max_payload,
+            metrics,
+            shutdown,
+        } = self;
+        let (events_tx, events) = mpsc::channel(EVENTS);
+        let task = Task {
+            events,
+            client,
+            store,
+            receipts,
+            prefix,
+            max_payload,
+            metrics,
+            shutdown,
+            session: Session::default(),
+            backlog: VecDeque::new(),
+            draining: false,
+            store_done: false,
+            barrier_sent: false,
+            barrier_acked: false,
+        };
+        // One task: the pump and the ingest loop run side by side, neither ever waits on the
+        // other for long.
+        tokio::join!(pump(eventloop, events_tx), task.run());
+    }
+}
+
+/// Events waiting between the pump and the ingest loop.
+const EVENTS: usize = 64;
+
+/// Polls rumqttc's event loop and hands each event to the ingest loop, never abandoning a poll
+/// half-way: a poll may have taken an ack off rumqttc's queue and not yet written it, and a
+/// lost ack stalls every later one on a broker that takes acks in order only (rumqttd). After a
+/// connection error it waits (100 ms, doubling to 5 s) before the next attempt. Ends when the
+/// ingest loop has stopped listening.
+async fn pump(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, ConnectionError>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            _ = events.closed() => return,
+        };
+        let failed = event.is_err();
+        if matches!(event, Ok(Event::Incoming(Packet::ConnAck(_)))) {
+            backoff = Duration::from_millis(100);
+        }
+        if events.send(event).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::select! {
+                _ = sleep(backoff) => {}
+                _ = events.closed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// What happened while the ingest loop waited for the broker.
+enum Polled {
+    Event(Result<Event, ConnectionError>),
+    /// The store has drained and stopped, and its last acks are in rumqttc's hands.
+    StoreDone,
+}
+
+/// The ingest loop's state.
+struct Task {
+    /// What the pump read from the broker.
+    events: mpsc::Receiver<Result<Event, ConnectionError>>,
+    client: AsyncClient,
+    store: StoreHandle<Receipt>,
+    receipts: mpsc::UnboundedReceiver<Vec<Receipt>>,
+    prefix: String,
+    max_payload: usize,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    session: Session,
+    /// Decoded messages the store's queue had no room for yet, oldest first.
+    backlog: VecDeque<Incoming<Receipt>>,
+    /// Shutting down: new messages are left with the broker.
+    draining: bool,
+    /// The store has stopped: its receipts are all in.
+    store_done: bool,
+    /// The drain barrier is queued behind the last ack (see [`Task::send_last_acks`]), and
+    /// the broker has answered it (the only UNSUBSCRIBE the task sends).
+    barrier_sent: bool,
+    barrier_acked: bool,
+}
+
+impl Task {
+    /// Runs until the store has stopped and the last acks are out; dropping the task then
+    /// closes the events channel, which stops the pump.
+    async fn run(mut self) {
         self.metrics.mqtt_running.store(true, Relaxed);
-        let mut session = Session::default();
-        let mut backoff = Duration::from_millis(100);
-        let mut draining = false;
-        // Decoded messages the store's queue had no room for yet, oldest first.
-        let mut backlog: VecDeque<Incoming<Receipt>> = VecDeque::new();
         loop {
-            let event = tokio::select! {
-                biased;
-                receipts = self.receipts.recv() => match receipts {
-                    Some(receipts) => {
-                        session.committed(receipts);
-                        session.send_acks(&self.client, &self.metrics);
-                        continue;
-                    }
-                    // The store has drained and stopped.
-                    None => break,
-                },
-                _ = sleep(ACK_RETRY), if !session.owed.is_empty() => {
-                    session.send_acks(&self.client, &self.metrics);
-                    continue;
-                }
-                _ = self.shutdown.cancelled(), if !draining => {
-                    draining = true;
-                    self.abandon(&mut backlog);
-                    continue;
-                }
-                // Room in the store's queue again: hand it what waits, oldest first.
-                _ = self.store.ready(), if !backlog.is_empty() => {
-                    draining |= self.hand_over(&mut backlog);
-                    continue;
-                }
-                event = self.eventloop.poll() => event,
+            let event = match self.next().await {
+                Polled::Event(event) => event,
+                Polled::StoreDone => break,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    backoff = Duration::from_millis(100);
                     self.set_last_error(None);
+                    self.session.connected = true;
                     self.metrics.mqtt_connected.store(true, Relaxed);
                     log::info!("mqtt: connected (session present: {})", ack.session_present);
                     let filters = Topic::filters(&self.prefix)
@@ -242,127 +317,172 @@ impl Ingest {
                         log::info!("mqtt: subscribed to {}/#", self.prefix);
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if draining {
-                        // Not acknowledged: the broker redelivers it to our next session.
-                        continue;
-                    }
-                    let redelivery = session.received(&publish);
-                    if redelivery {
-                        log::debug!(
-                            "mqtt: possible redelivery on {} (pkid {}, dup {})",
-                            publish.topic,
-                            publish.pkid,
-                            publish.dup
-                        );
-                    }
-                    if publish.qos == QoS::AtMostOnce && backlog.len() >= QOS0_BACKLOG {
-                        log::warn!(
-                            "mqtt: store behind by {} messages; dropped a QoS 0 message on {}",
-                            backlog.len(),
-                            publish.topic
-                        );
-                        continue;
-                    }
-                    let receipt = session.receipt(&publish);
-                    backlog.push_back(self.decode(publish, redelivery, receipt));
-                    self.metrics.ingest_started();
-                    draining |= self.hand_over(&mut backlog);
-                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => self.received(publish),
+                Ok(Event::Incoming(Packet::UnsubAck(_))) => self.barrier_acked = true,
                 Ok(Event::Incoming(Packet::Disconnect)) => {
-                    self.connection_lost(&mut session);
-                    self.metrics.mqtt_connected.store(false, Relaxed);
+                    self.connection_lost();
                     log::warn!("mqtt: the broker closed the session");
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.connection_lost(&mut session);
+                    let was_connected = self.session.connected;
+                    self.connection_lost();
                     self.set_last_error(Some(describe(&e)));
-                    if self.metrics.mqtt_connected.swap(false, Relaxed) {
+                    if was_connected {
                         log::warn!("mqtt: connection lost: {e}; reconnecting");
                     } else {
-                        log::warn!(
-                            "mqtt: cannot connect: {}; retrying in {backoff:?}",
-                            describe(&e)
-                        );
+                        log::warn!("mqtt: cannot connect: {}; retrying", describe(&e));
                     }
-                    tokio::select! {
-                        _ = sleep(backoff) => {}
-                        // Receipts of messages from the lost connection: their acks are void.
-                        receipts = self.receipts.recv() => match receipts {
-                            Some(receipts) => {
-                                session.committed(receipts);
-                                session.send_acks(&self.client, &self.metrics);
-                            }
-                            None => break,
-                        },
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+            if self.store_done {
+                break;
+            }
         }
-        self.last_acks(&mut session).await;
-        self.disconnect().await;
+        if self.session.connected {
+            self.last_acks().await;
+            self.disconnect().await;
+        }
         self.metrics.mqtt_connected.store(false, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
         self.metrics.mqtt_running.store(false, Relaxed);
     }
 
+    /// Waits for the broker's next event while serving the store (receipts, room in its queue)
+    /// and shutdown.
+    async fn next(&mut self) -> Polled {
+        loop {
+            tokio::select! {
+                biased;
+                receipts = self.receipts.recv(), if !self.store_done => match receipts {
+                    Some(receipts) => self.committed(receipts),
+                    None => {
+                        // The store has drained: its last acks go out on this very poll and
+                        // the next ones, with the barrier behind them (so this poll does not
+                        // wait idle either).
+                        self.store_done = true;
+                        self.send_last_acks();
+                        if !self.session.connected {
+                            return Polled::StoreDone;
+                        }
+                    }
+                },
+                _ = sleep(ACK_RETRY), if !self.session.owed.is_empty() => {
+                    if self.store_done {
+                        self.send_last_acks();
+                    } else {
+                        self.session.send_acks(&self.client, &self.metrics);
+                    }
+                }
+                _ = self.shutdown.cancelled(), if !self.draining => {
+                    self.draining = true;
+                    self.abandon();
+                }
+                // Room in the store's queue again: hand it what waits, oldest first.
+                _ = self.store.ready(), if !self.backlog.is_empty() => self.hand_over(),
+                event = self.events.recv() => match event {
+                    Some(event) => return Polled::Event(event),
+                    // The pump only stops when this loop has.
+                    None => return Polled::StoreDone,
+                },
+            }
+        }
+    }
+
+    /// Committed messages: their acks are owed, and offered to rumqttc now.
+    fn committed(&mut self, receipts: Vec<Receipt>) {
+        self.session.committed(receipts);
+        self.session.send_acks(&self.client, &self.metrics);
+    }
+
+    /// A publish from the broker: decoded and handed to the store with its receipt.
+    fn received(&mut self, publish: rumqttc::Publish) {
+        if self.draining {
+            // Not acknowledged: the broker redelivers it to our next session.
+            return;
+        }
+        let redelivery = self.session.received(&publish);
+        if redelivery {
+            log::debug!(
+                "mqtt: possible redelivery on {} (pkid {}, dup {})",
+                publish.topic,
+                publish.pkid,
+                publish.dup
+            );
+        }
+        if publish.qos == QoS::AtMostOnce && self.backlog.len() >= QOS0_BACKLOG {
+            log::warn!(
+                "mqtt: store behind by {} messages; dropped a QoS 0 message on {}",
+                self.backlog.len(),
+                publish.topic
+            );
+            return;
+        }
+        let receipt = self.session.receipt(&publish);
+        let incoming = self.decode(publish, redelivery, receipt);
+        self.backlog.push_back(incoming);
+        self.metrics.ingest_started();
+        self.hand_over();
+    }
+
     /// Hands the store what its queue has room for, oldest first; the rest stays in the backlog.
-    /// Returns true when the store has stopped: the backlog then stays unacknowledged (the
-    /// broker redelivers it), and the task keeps polling only so the store's last acks go out.
-    fn hand_over(&self, backlog: &mut VecDeque<Incoming<Receipt>>) -> bool {
-        let mut stopped = false;
-        while let Some(msg) = backlog.pop_front() {
+    /// When the store has stopped, the backlog stays unacknowledged (the broker redelivers it),
+    /// and the task keeps polling only so the store's last acks go out.
+    fn hand_over(&mut self) {
+        while let Some(msg) = self.backlog.pop_front() {
             match self.store.try_send(msg) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(msg)) => {
-                    backlog.push_front(msg);
+                    self.backlog.push_front(msg);
                     break;
                 }
                 Err(mpsc::error::TrySendError::Closed(msg)) => {
-                    backlog.push_front(msg);
-                    self.abandon(backlog);
-                    stopped = true;
+                    self.backlog.push_front(msg);
+                    self.abandon();
+                    self.draining = true;
                     break;
                 }
             }
         }
         self.metrics
             .ingest_backlog
-            .store(backlog.len() as u64, Relaxed);
-        stopped
+            .store(self.backlog.len() as u64, Relaxed);
     }
 
     /// Shutdown: what the store has not taken stays unacknowledged, and the broker redelivers it
     /// to the next session.
-    fn abandon(&self, backlog: &mut VecDeque<Incoming<Receipt>>) {
+    fn abandon(&mut self) {
         self.metrics
             .ingest_in_flight
-            .fetch_sub(backlog.len() as i64, Relaxed);
-        backlog.clear();
+            .fetch_sub(self.backlog.len() as i64, Relaxed);
+        self.backlog.clear();
         self.metrics.ingest_backlog.store(0, Relaxed);
     }
 
-    fn connection_lost(&self, session: &mut Session) {
-        session.lost();
+    fn connection_lost(&mut self) {
+        self.session.lost();
+        self.metrics.mqtt_connected.store(false, Relaxed);
         self.metrics
             .mqtt_connections_lost
-            .store(session.connection, Relaxed);
+            .store(self.session.connection, Relaxed);
         self.metrics.mqtt_subscribed.store(false, Relaxed);
     }
 
-    /// The store has stopped: hands rumqttc the acks still owed, letting the event loop write
-    /// them out while its request queue is full, for up to [`LAST_ACKS`].
-    async fn last_acks(&mut self, session: &mut Session) {
+    /// The store has stopped: hands rumqttc the acks still owed while its request queue fills
+    /// and empties, for up to [`LAST_ACKS`]. Each poll writes what rumqttc has queued.
+    async fn last_acks(&mut self) {
         let deadline = Instant::now() + LAST_ACKS;
         loop {
-            session.send_acks(&self.client, &self.metrics);
-            if session.owed.is_empty() || Instant::now() >= deadline {
-                break;
+            self.send_last_acks();
+            if self.barrier_sent {
+                return;
             }
             // Publishes read meanwhile are ignored (draining): the broker redelivers them.
-            let _ = tokio::time::timeout(ACK_RETRY, self.eventloop.poll()).await;
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(Event::Incoming(Packet::UnsubAck(_))))) => self.barrier_acked = true,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) | Err(_) => return,
+            }
         }
     }
 
@@ -425,33 +545,40 @@ impl Ingest {
         }
     }
 
-    /// Sends the queued acks, waits until the broker has processed them, then DISCONNECTs, so
-    /// the broker keeps the session for next time and redelivers only what was not stored.
-    async fn disconnect(&mut self) {
-        if !self.metrics.mqtt_connected.load(Relaxed) {
-            return;
+    /// After the store has stopped: offers rumqttc the owed acks and, once all are queued, the
+    /// barrier: an UNSUBSCRIBE of a topic nobody uses, which the broker answers after the acks
+    /// sent before it. Without it, rumqttd was seen to drop acks that arrived just before the
+    /// DISCONNECT and to redeliver those messages, without DUP, to the next session.
+    fn send_last_acks(&mut self) {
+        self.session.send_acks(&self.client, &self.metrics);
+        if self.session.owed.is_empty() && !self.barrier_sent {
+            let barrier = format!("{}/$drain-barrier", self.prefix);
+            self.barrier_sent = self.client.try_unsubscribe(barrier).is_ok();
         }
-        // A barrier: the broker answers an UNSUBSCRIBE after the acks sent before it. Without
-        // it, rumqttd was seen to drop acks that arrived just before the DISCONNECT and to
-        // redeliver those messages, without DUP, to the next session.
-        let barrier = format!("{}/$drain-barrier", self.prefix);
+    }
+
+    /// Waits until the broker has answered the barrier (so every ack before it is processed),
+    /// then DISCONNECTs, so the broker keeps the session for next time and redelivers only what
+    /// was not stored.
+    async fn disconnect(&mut self) {
+        let mut waiting = self.barrier_sent && !self.barrier_acked;
+        let events = &mut self.events;
+        let client = &self.client;
         let drain = async {
-            if self.client.try_unsubscribe(barrier).is_ok() {
-                loop {
-                    match self.eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::UnsubAck(_))) => break,
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
+            while waiting {
+                match events.recv().await {
+                    Some(Ok(Event::Incoming(Packet::UnsubAck(_)))) => waiting = false,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
                 }
             }
-            if self.client.try_disconnect().is_err() {
+            if client.try_disconnect().is_err() {
                 return;
             }
             loop {
-                match self.eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
+                match events.recv().await {
+                    Some(Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)) | None => break,
+                    Some(Ok(_)) => {}
                 }
             }
         };

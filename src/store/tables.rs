@@ -45,84 +45,67 @@ macro_rules! for_table {
 }
 pub(crate) use for_table;
 
-/// The columns every message table shares, by the same names.
-macro_rules! common_columns {
-    ($table:ident) => {
-        const ID: $table::Column = $table::Column::Id;
-        const SEQ: $table::Column = $table::Column::Seq;
-        const VEHICLE_ID: $table::Column = $table::Column::VehicleId;
-        const TIMESTAMP: $table::Column = $table::Column::Timestamp;
-        const DEDUP_KEY: $table::Column = $table::Column::DedupKey;
+/// Implements [`MessageTable`] for a table whose columns are named as every message table's
+/// are; `$data` and `$sensor` build the frame's `data` and `(sensor_id, sensor_code)` from the
+/// row `$r`.
+macro_rules! message_table {
+    ($table:ident, $kind:ident, |$r:ident| $data:expr, $sensor:expr) => {
+        impl MessageTable for $table::Entity {
+            const KIND: MessageType = MessageType::$kind;
+            const ID: $table::Column = $table::Column::Id;
+            const SEQ: $table::Column = $table::Column::Seq;
+            const VEHICLE_ID: $table::Column = $table::Column::VehicleId;
+            const TIMESTAMP: $table::Column = $table::Column::Timestamp;
+            const DEDUP_KEY: $table::Column = $table::Column::DedupKey;
+
+            fn message($r: $table::Model) -> StoredMessage {
+                let data = $data;
+                let (sensor_id, sensor_code) = $sensor;
+                StoredMessage {
+                    seq: $r.seq,
+                    id: $r.id,
+                    vehicle_id: $r.vehicle_id,
+                    vehicle_code: None,
+                    kind: Self::KIND,
+                    sensor_id,
+                    sensor_code,
+                    data,
+                    timestamp: $r.timestamp,
+                    received_at: $r.received_at,
+                }
+            }
+
+            message_table!(@of_sensor $table);
+        }
     };
+    (@of_sensor sensor_log) => {
+        fn of_sensor(select: Select<Self>, sensor: &SensorRef) -> Select<Self> {
+            use sensor_log::Column as C;
+            match sensor {
+                SensorRef::Id(id) => select
+                    .filter(C::SensorId.eq(*id))
+                    .filter(C::SensorCode.is_null()),
+                SensorRef::Code(code) => select.filter(C::SensorCode.eq(code.as_str())),
+            }
+        }
+    };
+    (@of_sensor $table:ident) => {};
 }
 
-impl MessageTable for raw_log::Entity {
-    const KIND: MessageType = MessageType::RawLog;
-    common_columns!(raw_log);
-
-    fn message(r: raw_log::Model) -> StoredMessage {
-        StoredMessage {
-            seq: r.seq,
-            id: r.id,
-            vehicle_id: r.vehicle_id,
-            vehicle_code: None,
-            kind: Self::KIND,
-            sensor_id: None,
-            sensor_code: None,
-            data: raw_json(&r.data),
-            timestamp: r.timestamp,
-            received_at: r.received_at,
-        }
-    }
-}
-
-impl MessageTable for sensor_log::Entity {
-    const KIND: MessageType = MessageType::SensorLog;
-    common_columns!(sensor_log);
-
-    fn message(r: sensor_log::Model) -> StoredMessage {
-        StoredMessage {
-            seq: r.seq,
-            id: r.id,
-            vehicle_id: r.vehicle_id,
-            vehicle_code: None,
-            kind: Self::KIND,
-            // A sensor named by a code is stored with sensor_id 0 (the column predates codes).
-            sensor_id: r.sensor_code.is_none().then_some(r.sensor_id),
-            sensor_code: r.sensor_code,
-            data: raw_json(&r.data),
-            timestamp: r.timestamp,
-            received_at: r.received_at,
-        }
-    }
-
-    fn of_sensor(select: Select<Self>, sensor: &SensorRef) -> Select<Self> {
-        use sensor_log::Column as C;
-        match sensor {
-            SensorRef::Id(id) => select
-                .filter(C::SensorId.eq(*id))
-                .filter(C::SensorCode.is_null()),
-            SensorRef::Code(code) => select.filter(C::SensorCode.eq(code.as_str())),
-        }
-    }
-}
-
-impl MessageTable for vehicle_log::Entity {
-    const KIND: MessageType = MessageType::VehicleLog;
-    common_columns!(vehicle_log);
-
-    fn message(r: vehicle_log::Model) -> StoredMessage {
-        StoredMessage {
-            seq: r.seq,
-            id: r.id,
-            vehicle_id: r.vehicle_id,
-            vehicle_code: None,
-            kind: Self::KIND,
-            sensor_id: None,
-            sensor_code: None,
-            data: raw_json(&r.state()),
-            timestamp: r.timestamp,
-            received_at: r.received_at,
-        }
-    }
-}
+message_table!(raw_log, RawLog, |r| raw_json(&r.data), (None, None));
+// A sensor named by a code is stored with sensor_id 0 (the column predates codes).
+message_table!(
+    sensor_log,
+    SensorLog,
+    |r| raw_json(&r.data),
+    (
+        r.sensor_code.is_none().then_some(r.sensor_id),
+        r.sensor_code
+    )
+);
+message_table!(
+    vehicle_log,
+    VehicleLog,
+    |r| raw_json(&r.state()),
+    (None, None)
+);

@@ -43,15 +43,57 @@ pub fn error(message: &str) -> String {
     to_text(&ErrorFrame::new(message))
 }
 
-/// Query parameters of both stream endpoints.
-#[derive(Debug, Default, Deserialize)]
+/// `latest`, the one value `snapshot=` and `conflate=` take.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Latest {
+    Latest,
+}
+
+/// Query parameters of both stream endpoints; the handler checks each (a bad one is a 400
+/// naming it). The documents describe them from here.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+// A misspelt parameter (`sinse=`) is a 400, not a stream that silently does not resume.
+#[serde(deny_unknown_fields)]
 pub struct StreamQuery {
-    /// `types=vehicle_log,sensor_log`: only these message types.
+    /// Message types to receive, comma-separated: `vehicle_log,sensor_log` (default all).
+    #[param(value_type = Option<Vec<crate::domain::MessageType>>, explode = false,
+            example = json!(["vehicle_log", "sensor_log"]))]
     pub types: Option<String>,
-    /// `since=<seq>`: first replay every stored message after this seq.
+    /// A seq to resume after: first every stored message with a larger seq that matches the
+    /// filter, in order, then live with no gap and no duplicate; older than the replay window
+    /// gives a `resync` frame.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub since: Option<String>,
-    /// `snapshot=latest`: first the latest vehicle_log of each vehicle in the filter.
+    /// `latest`: first the latest stored vehicle_log of each vehicle in the filter, marked
+    /// `"snapshot": true`.
+    #[param(value_type = Option<Latest>, inline)]
     pub snapshot: Option<String>,
-    /// `conflate=latest`: skip to the latest per vehicle and type when behind.
+    /// `latest`: when this client falls behind, skip to the latest message per vehicle and type
+    /// instead of being disconnected.
+    #[param(value_type = Option<Latest>, inline)]
     pub conflate: Option<String>,
+    /// The access token, when authentication is on (or an `Authorization: Bearer` header).
+    pub token: Option<String>,
+}
+
+/// The headers of a WebSocket upgrade (RFC 6455), which a plain GET lacks: the stream
+/// endpoints answer it with a 400. Documentation only; actix-ws checks them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct UpgradeHeaders {
+    /// `websocket`.
+    #[param(rename = "Upgrade", pattern = "^websocket$")]
+    upgrade: String,
+    /// `Upgrade`.
+    #[param(rename = "Connection", pattern = "^Upgrade$")]
+    connection: String,
+    /// `13`.
+    #[param(rename = "Sec-WebSocket-Version", pattern = "^13$")]
+    version: String,
+    /// 16 random bytes, base64.
+    #[param(rename = "Sec-WebSocket-Key", pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$")]
+    key: String,
 }

@@ -487,3 +487,126 @@ async fn the_asyncapi_document_describes_every_frame_the_server_really_sends() {
     assert_eq!(documented, expected, "and nothing else is documented");
     app.stop().await;
 }
+
+/// The status of a WebSocket upgrade of `path` (101 when it is accepted).
+async fn upgrade_status(app: &TestApp, path: &str) -> u16 {
+    match awc::Client::default()
+        .ws(format!("ws://127.0.0.1:{}{path}", app.port))
+        .connect()
+        .await
+    {
+        Ok(_) => 101,
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+        Err(e) => panic!("unexpected handshake failure on {path}: {e}"),
+    }
+}
+
+/// Schemathesis leaves the streams out of its run (it cannot upgrade), so their documented
+/// refusals are checked here: the upgrade headers are documented as required and a plain GET is
+/// refused, a misspelt or bad parameter is a 400 that names it, an unknown vehicle a 404, and
+/// every status is one the operation documents.
+#[actix_web::test]
+async fn the_streams_refuse_what_their_document_refuses_with_a_documented_status() {
+    let mut app = spawn_app().await;
+    app.publish("1/raw_log", "hello").await;
+    app.wait_rows("raw_logs", 1).await;
+    let (_, doc) = app.get("/api/openapi.json").await;
+    for (path, concrete) in [
+        ("/api/ws", "/api/ws"),
+        ("/api/ws/vehicle/{vehicle_id}", "/api/ws/vehicle/1"),
+    ] {
+        let op = &doc["paths"][path]["get"];
+        let documented = |status: u16| op["responses"][status.to_string()].is_object();
+        let required_headers: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "header" && p["required"] == true)
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for header in [
+            "Upgrade",
+            "Connection",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Key",
+        ] {
+            assert!(
+                required_headers.contains(&header),
+                "{path} documents {header} as required: {required_headers:?}"
+            );
+        }
+        let (status, body) = app.get(concrete).await;
+        assert!(
+            status == 400 && documented(400),
+            "{concrete}: {status} {body}"
+        );
+        assert_eq!(body["parameter"], "upgrade", "{body}");
+        for (query, parameter) in [
+            ("sinse=5", "query"),
+            ("since=-1", "since"),
+            ("snapshot=", "snapshot"),
+            ("conflate=oldest", "conflate"),
+            ("types=vehicle_log,bogus", "types"),
+        ] {
+            let with_query = format!("{concrete}?{query}");
+            let (status, body) = app.get(&with_query).await;
+            assert_eq!(status, 400, "{with_query}: {body}");
+            assert_eq!(body["parameter"], parameter, "{with_query}: {body}");
+            assert_eq!(upgrade_status(&app, &with_query).await, 400, "{with_query}");
+        }
+        assert_eq!(upgrade_status(&app, concrete).await, 101, "{concrete}");
+    }
+    let unknown = "/api/ws/vehicle/NO-SUCH-BOAT";
+    let status = upgrade_status(&app, unknown).await;
+    assert_eq!(status, 404, "{unknown}");
+    assert!(doc["paths"]["/api/ws/vehicle/{vehicle_id}"]["get"]["responses"]["404"].is_object());
+    app.stop().await;
+}
+
+/// A method the document does not list for a path is a 405 that says which one is allowed.
+#[actix_web::test]
+async fn every_api_route_answers_another_method_with_405_and_allow_get() {
+    let mut app = spawn_app().await;
+    app.publish("1/raw_log", "hello").await;
+    app.wait_rows("raw_logs", 1).await;
+    let client = awc::Client::default();
+    for route in registered_routes() {
+        let path = route.replace("{vehicle_id}", "1");
+        for method in [
+            awc::http::Method::POST,
+            awc::http::Method::DELETE,
+            awc::http::Method::TRACE,
+        ] {
+            let resp = client
+                .request(method.clone(), format!("{}{path}", app.address))
+                .send()
+                .await
+                .expect("HTTP request");
+            assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+            assert_eq!(
+                resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+                Some("GET"),
+                "{method} {path}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+/// An empty parameter is a 400 that names it, not the parameter left out: the document
+/// declares each one's type, and `''` is none of them.
+#[actix_web::test]
+async fn an_empty_history_parameter_is_refused_by_name() {
+    let mut app = spawn_app().await;
+    app.publish("1/raw_log", "hello").await;
+    app.wait_rows("raw_logs", 1).await;
+    for parameter in ["from", "to", "after_seq", "before_seq", "limit", "order"] {
+        let path = format!("/api/vehicles/1/raw_log?{parameter}=");
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+    }
+    let (status, body) = app.get("/api/vehicles/1/track?to=").await;
+    assert_eq!((status, &body["parameter"]), (400, &json!("to")), "{body}");
+    app.stop().await;
+}

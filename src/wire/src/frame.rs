@@ -491,21 +491,21 @@ pub const SERVER_FRAMES: &[FrameDoc] = &[
         "RawLogFrame",
         "Raw log line",
         "A committed raw_log.",
-        raw_log_frame,
+        || data_frame(MessageType::RawLog),
     ),
     frame(
         "sensor_log",
         "SensorLogFrame",
         "Sensor reading",
         "A committed sensor_log.",
-        sensor_log_frame,
+        || data_frame(MessageType::SensorLog),
     ),
     frame(
         "vehicle_log",
         "VehicleLogFrame",
         "Vehicle state",
         "A committed vehicle_log; `snapshot: true` on snapshot=latest frames.",
-        vehicle_log_frame,
+        || data_frame(MessageType::VehicleLog),
     ),
     frame(
         PongTag::VALUE,
@@ -583,13 +583,39 @@ fn component(name: &str) -> RefOr<Schema> {
     RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name))
 }
 
-/// [`DataFrame`]'s schema narrowed to one message type: its `type`, its `data`, an example.
-fn data_frame(
-    kind: MessageType,
-    description: &str,
-    data: RefOr<Schema>,
-    example: Value,
-) -> RefOr<Schema> {
+/// [`DataFrame`]'s schema narrowed to one message type: its `type`, its `data`, its
+/// description and example.
+fn data_frame(kind: MessageType) -> RefOr<Schema> {
+    let example_at = r#""timestamp": "2025-10-18T16:30:00.123Z", "broadcast_time": "2025-10-18T16:30:00.130Z", "connection_count": 3"#;
+    let (description, data, example): (&str, RefOr<Schema>, String) = match kind {
+        MessageType::RawLog => (
+            "Server → client: a committed `raw_log`; `data` is the log line as the vehicle sent it.",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("The log line as the vehicle sent it."))
+                .into(),
+            format!(
+                r#"{{"type": "raw_log", "vehicle_id": 1, "data": "GPS initialized successfully", {example_at}, "id": 17, "seq": 1042}}"#
+            ),
+        ),
+        MessageType::SensorLog => (
+            "Server → client: a committed `sensor_log`; `data` is the sensor's values as sent.",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some("The sensor's values as sent."))
+                .into(),
+            format!(
+                r#"{{"type": "sensor_log", "vehicle_id": 1, "sensor_id": 5, "data": {{"temperature": 28.5}}, {example_at}, "id": 9, "seq": 1043}}"#
+            ),
+        ),
+        MessageType::VehicleLog => (
+            "Server → client: a committed `vehicle_log`; `data` is the vehicle state. With `snapshot=latest`, the latest one of each vehicle arrives first, marked `\"snapshot\": true`.",
+            component(&VehicleState::name()),
+            format!(
+                r#"{{"type": "vehicle_log", "vehicle_id": 1, "data": {{"battery_voltage": 12.4, "mode": "GUIDED", "armed": true}}, {example_at}, "id": 88, "seq": 1044}}"#
+            ),
+        ),
+    };
     let RefOr::T(Schema::Object(mut object)) = DataFrame::schema() else {
         unreachable!("a derived struct schema is an object");
     };
@@ -603,54 +629,9 @@ fn data_frame(
             object.properties.remove(sensor_field);
         }
     }
-    object.examples = vec![example];
+    // unwrap: the examples above are JSON literals.
+    object.examples = vec![serde_json::from_str(&example).unwrap()];
     RefOr::T(Schema::Object(object))
-}
-
-fn raw_log_frame() -> RefOr<Schema> {
-    data_frame(
-        MessageType::RawLog,
-        "Server → client: a committed `raw_log`; `data` is the log line as the vehicle sent it.",
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some("The log line as the vehicle sent it."))
-            .into(),
-        serde_json::json!({
-            "type": "raw_log", "vehicle_id": 1, "data": "GPS initialized successfully",
-            "timestamp": "2025-10-18T16:30:00.123Z", "broadcast_time": "2025-10-18T16:30:00.130Z",
-            "connection_count": 3, "id": 17, "seq": 1042
-        }),
-    )
-}
-
-fn sensor_log_frame() -> RefOr<Schema> {
-    data_frame(
-        MessageType::SensorLog,
-        "Server → client: a committed `sensor_log`; `data` is the sensor's values as sent.",
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some("The sensor's values as sent."))
-            .into(),
-        serde_json::json!({
-            "type": "sensor_log", "vehicle_id": 1, "sensor_id": 5, "data": {"temperature": 28.5},
-            "timestamp": "2025-10-18T16:30:00.123Z", "broadcast_time": "2025-10-18T16:30:00.130Z",
-            "connection_count": 3, "id": 9, "seq": 1043
-        }),
-    )
-}
-
-fn vehicle_log_frame() -> RefOr<Schema> {
-    data_frame(
-        MessageType::VehicleLog,
-        "Server → client: a committed `vehicle_log`; `data` is the vehicle state. With `snapshot=latest`, the latest one of each vehicle arrives first, marked `\"snapshot\": true`.",
-        component(&VehicleState::name()),
-        serde_json::json!({
-            "type": "vehicle_log", "vehicle_id": 1,
-            "data": {"battery_voltage": 12.4, "mode": "GUIDED", "armed": true},
-            "timestamp": "2025-10-18T16:30:00.123Z", "broadcast_time": "2025-10-18T16:30:00.130Z",
-            "connection_count": 3, "id": 88, "seq": 1044
-        }),
-    )
 }
 
 /// A `oneOf` of the frames' schemas.

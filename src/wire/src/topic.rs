@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 /// A telemetry message type: the last MQTT topic level, and a data frame's `type`.
 #[derive(
@@ -68,6 +70,9 @@ pub const MAX_CODE_LEN: usize = 64;
 ///
 /// A segment of ASCII digits is an id (leading zeros allowed: `007` is 7). A code is 1 to 64
 /// letters, digits, `-` and `_`, with at least one letter, so it can never read as an id.
+/// Either way a segment is at most 64 characters. Its documented schema ([`VEHICLE_KEY_PATTERN`])
+/// says the same, but for ids of more than 18 digits, which no vehicle has (the server answers
+/// 404 for them).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum VehicleKey {
     Id(i64),
@@ -77,7 +82,7 @@ pub enum VehicleKey {
 impl VehicleKey {
     /// Parses a path segment or a topic level; the error says what is expected.
     pub fn parse(raw: &str) -> Result<VehicleKey, String> {
-        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        if !raw.is_empty() && raw.len() <= MAX_CODE_LEN && raw.bytes().all(|b| b.is_ascii_digit()) {
             return match raw.parse::<i64>() {
                 Ok(id) if id > 0 => Ok(VehicleKey::Id(id)),
                 _ => Err(format!(
@@ -105,6 +110,52 @@ impl fmt::Display for VehicleKey {
     }
 }
 
+/// The most digits a sensor id may have: every such id fits in an `i64`.
+pub const MAX_SENSOR_ID_DIGITS: usize = 18;
+
+/// [`VehicleKey`] as a JSON Schema pattern (with `maxLength` 64): an id of 1 to 18 significant
+/// digits, or a code.
+pub const VEHICLE_KEY_PATTERN: &str = "^(0*[1-9][0-9]{0,17}|[0-9_-]*[A-Za-z][A-Za-z0-9_-]*)$";
+
+/// [`SensorRef`] as a JSON Schema pattern (with `maxLength` 64): an integer of at most 18
+/// digits, or a code.
+pub const SENSOR_REF_PATTERN: &str = "^(-?(0|[1-9][0-9]{0,17})|[0-9_-]*[A-Za-z][A-Za-z0-9_-]*)$";
+
+fn segment_schema(pattern: &str, description: &str, example: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_CODE_LEN))
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .examples([example])
+        .into()
+}
+
+impl PartialSchema for VehicleKey {
+    fn schema() -> RefOr<Schema> {
+        segment_schema(
+            VEHICLE_KEY_PATTERN,
+            "A vehicle id (a positive integer) or registration code (`USV-003`)",
+            "1",
+        )
+    }
+}
+
+impl ToSchema for VehicleKey {}
+
+impl PartialSchema for SensorRef {
+    fn schema() -> RefOr<Schema> {
+        segment_schema(
+            SENSOR_REF_PATTERN,
+            "A sensor id (an integer) or sensor code (`TEMP-001`)",
+            "5",
+        )
+    }
+}
+
+impl ToSchema for SensorRef {}
+
 /// A registration or sensor code: 1 to 64 of `[A-Za-z0-9_-]`, at least one a letter.
 pub fn is_code(s: &str) -> bool {
     !s.is_empty()
@@ -126,12 +177,13 @@ impl SensorRef {
     /// A topic level or a string `sensor_id`: an integer (`5`, `-1`) is an id, anything else
     /// must be a code.
     pub fn parse(raw: &str) -> Option<SensorRef> {
-        if let Some(id) = raw
-            .parse::<serde_json::Number>()
-            .ok()
-            .and_then(|n| n.as_i64())
-        {
-            return Some(SensorRef::Id(id));
+        let digits = raw.strip_prefix('-').unwrap_or(raw);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            // JSON's spelling of an integer (no leading zeros), of at most 18 digits.
+            let canonical = digits == "0" || !digits.starts_with('0');
+            return (canonical && digits.len() <= MAX_SENSOR_ID_DIGITS)
+                .then(|| raw.parse().ok().map(SensorRef::Id))
+                .flatten();
         }
         is_code(raw).then(|| SensorRef::Code(raw.to_owned()))
     }
@@ -315,6 +367,59 @@ mod tests {
         assert!(Topic::is_own("seano", "seano/7/command"));
         assert!(!Topic::is_own("seano", "seano/7/ack"));
         assert_eq!(Topic::filters("seano"), ["seano/#"]);
+    }
+
+    #[test]
+    fn the_documented_patterns_agree_with_the_parsers() {
+        let vehicle = regex::Regex::new(VEHICLE_KEY_PATTERN).unwrap();
+        let sensor = regex::Regex::new(SENSOR_REF_PATTERN).unwrap();
+        let long_code = format!("A{}", "1".repeat(63));
+        let too_long = format!("A{}", "1".repeat(64));
+        let many_zeros = format!("{}1", "0".repeat(63));
+        for raw in [
+            "1",
+            "007",
+            "0",
+            "00",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "USV-003",
+            "a",
+            "_a",
+            "-_-",
+            "",
+            " 1",
+            "12345678901234567",
+            "123456789012345678",
+            "1234567890123456789",
+            "TEMP 1",
+            "２",
+            "-0",
+            "05",
+            "-05",
+            "999999999999999999",
+            long_code.as_str(),
+            too_long.as_str(),
+            many_zeros.as_str(),
+        ] {
+            let fits = |re: &regex::Regex| re.is_match(raw) && raw.len() <= MAX_CODE_LEN;
+            let id_digits = raw.trim_start_matches('0').len();
+            // Ids of more than 18 digits parse, but are documented as no vehicle's.
+            if id_digits <= 18 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+                assert_eq!(
+                    fits(&vehicle),
+                    VehicleKey::parse(raw).is_ok(),
+                    "vehicle {raw:?}"
+                );
+            }
+            assert_eq!(
+                fits(&sensor),
+                SensorRef::parse(raw).is_some(),
+                "sensor {raw:?}"
+            );
+        }
     }
 
     #[test]
