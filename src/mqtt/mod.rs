@@ -235,6 +235,9 @@ async fn pump(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, Conne
         if matches!(event, Ok(Event::Incoming(Packet::ConnAck(_)))) {
             backoff = Duration::from_millis(100);
         }
+        if !wanted(&event) {
+            continue;
+        }
         if events.send(event).await.is_err() {
             return;
         }
@@ -245,6 +248,23 @@ async fn pump(mut eventloop: EventLoop, events: mpsc::Sender<Result<Event, Conne
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+/// Whether the ingest loop acts on `event`. The rest (our own acks going out, pings) is
+/// rumqttc's business, and is most of the traffic under load: one PUBACK per message.
+fn wanted(event: &Result<Event, ConnectionError>) -> bool {
+    match event {
+        Err(_) => true,
+        Ok(Event::Incoming(packet)) => matches!(
+            packet,
+            Packet::Publish(_)
+                | Packet::ConnAck(_)
+                | Packet::SubAck(_)
+                | Packet::UnsubAck(_)
+                | Packet::Disconnect
+        ),
+        Ok(Event::Outgoing(outgoing)) => matches!(outgoing, Outgoing::Disconnect),
     }
 }
 
@@ -468,20 +488,23 @@ impl Task {
         self.metrics.mqtt_subscribed.store(false, Relaxed);
     }
 
-    /// The store has stopped: hands rumqttc the acks still owed while its request queue fills
-    /// and empties, for up to [`LAST_ACKS`]. Each poll writes what rumqttc has queued.
+    /// The store has stopped: hands rumqttc the acks still owed as its request queue empties
+    /// (the pump keeps polling), then the barrier behind them, for up to [`LAST_ACKS`].
     async fn last_acks(&mut self) {
         let deadline = Instant::now() + LAST_ACKS;
         loop {
             self.send_last_acks();
-            if self.barrier_sent {
+            if self.barrier_sent || Instant::now() >= deadline {
                 return;
             }
-            // Publishes read meanwhile are ignored (draining): the broker redelivers them.
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(Ok(Event::Incoming(Packet::UnsubAck(_))))) => self.barrier_acked = true,
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) | Err(_) => return,
+            tokio::select! {
+                _ = sleep(ACK_RETRY) => {}
+                // Publishes read meanwhile are ignored (draining): the broker redelivers them.
+                event = self.events.recv() => match event {
+                    Some(Ok(Event::Incoming(Packet::UnsubAck(_)))) => self.barrier_acked = true,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
+                },
             }
         }
     }
