@@ -1,4 +1,6 @@
-//! HTTP routes, one file per resource, and the state they share.
+//! HTTP routes, one file per resource, and the state they share: the route table (who may call
+//! what) and beside it the OpenAPI document's list of routes, which `openapi` completes with the
+//! wire's frame schemas.
 
 pub mod access;
 mod dashboard;

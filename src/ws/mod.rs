@@ -1,5 +1,6 @@
-//! WebSocket sessions: the protocol's client frames and control frames, and the per-connection
-//! loop that forwards hub frames, answers pings and enforces liveness and limits.
+//! WebSocket sessions: the per-connection loop that forwards hub frames, answers client frames,
+//! pings and enforces liveness and limits, and the streams' query parameters. The frames
+//! themselves are `seano_wire::frame`'s.
 
 pub mod protocol;
 pub mod session;
