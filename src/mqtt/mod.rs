@@ -206,9 +206,7 @@ impl Ingest {
             session: Session::default(),
             backlog: VecDeque::new(),
             draining: false,
-            store_done: false,
             barrier_sent: false,
-            barrier_acked: false,
         };
         // One task: the pump and the ingest loop run side by side, neither ever waits on the
         // other for long.
@@ -258,11 +256,7 @@ fn wanted(event: &Result<Event, ConnectionError>) -> bool {
         Err(_) => true,
         Ok(Event::Incoming(packet)) => matches!(
             packet,
-            Packet::Publish(_)
-                | Packet::ConnAck(_)
-                | Packet::SubAck(_)
-                | Packet::UnsubAck(_)
-                | Packet::Disconnect
+            Packet::Publish(_) | Packet::ConnAck(_) | Packet::SubAck(_) | Packet::Disconnect
         ),
         Ok(Event::Outgoing(outgoing)) => matches!(outgoing, Outgoing::Disconnect),
     }
@@ -291,12 +285,8 @@ struct Task {
     backlog: VecDeque<Incoming<Receipt>>,
     /// Shutting down: new messages are left with the broker.
     draining: bool,
-    /// The store has stopped: its receipts are all in.
-    store_done: bool,
-    /// The drain barrier is queued behind the last ack (see [`Task::send_last_acks`]), and
-    /// the broker has answered it (the only UNSUBSCRIBE the task sends).
+    /// The drain barrier is queued behind the last ack (see [`Task::send_last_acks`]).
     barrier_sent: bool,
-    barrier_acked: bool,
 }
 
 impl Task {
@@ -338,7 +328,6 @@ impl Task {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.received(publish),
-                Ok(Event::Incoming(Packet::UnsubAck(_))) => self.barrier_acked = true,
                 Ok(Event::Incoming(Packet::Disconnect)) => {
                     self.connection_lost();
                     log::warn!("mqtt: the broker closed the session");
@@ -354,9 +343,6 @@ impl Task {
                         log::warn!("mqtt: cannot connect: {}; retrying", describe(&e));
                     }
                 }
-            }
-            if self.store_done {
-                break;
             }
         }
         if self.session.connected {
@@ -374,25 +360,13 @@ impl Task {
         loop {
             tokio::select! {
                 biased;
-                receipts = self.receipts.recv(), if !self.store_done => match receipts {
+                receipts = self.receipts.recv() => match receipts {
                     Some(receipts) => self.committed(receipts),
-                    None => {
-                        // The store has drained: its last acks go out on this very poll and
-                        // the next ones, with the barrier behind them (so this poll does not
-                        // wait idle either).
-                        self.store_done = true;
-                        self.send_last_acks();
-                        if !self.session.connected {
-                            return Polled::StoreDone;
-                        }
-                    }
+                    // The store has drained: its last acks go out next (`last_acks`).
+                    None => return Polled::StoreDone,
                 },
                 _ = sleep(ACK_RETRY), if !self.session.owed.is_empty() => {
-                    if self.store_done {
-                        self.send_last_acks();
-                    } else {
-                        self.session.send_acks(&self.client, &self.metrics);
-                    }
+                    self.session.send_acks(&self.client, &self.metrics);
                 }
                 _ = self.shutdown.cancelled(), if !self.draining => {
                     self.draining = true;
@@ -501,7 +475,6 @@ impl Task {
                 _ = sleep(ACK_RETRY) => {}
                 // Publishes read meanwhile are ignored (draining): the broker redelivers them.
                 event = self.events.recv() => match event {
-                    Some(Ok(Event::Incoming(Packet::UnsubAck(_)))) => self.barrier_acked = true,
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return,
                 },
@@ -569,32 +542,43 @@ impl Task {
     }
 
     /// After the store has stopped: offers rumqttc the owed acks and, once all are queued, the
-    /// barrier: an UNSUBSCRIBE of a topic nobody uses, which the broker answers after the acks
-    /// sent before it. Without it, rumqttd was seen to drop acks that arrived just before the
-    /// DISCONNECT and to redeliver those messages, without DUP, to the next session.
+    /// barrier: a SUBSCRIBE to a topic nobody publishes on, which the broker answers (SUBACK,
+    /// granted or refused) after processing the acks sent before it. Without it, rumqttd was
+    /// seen to drop acks that arrived just before the DISCONNECT and to redeliver those
+    /// messages, without DUP, to the next session. (An UNSUBSCRIBE would do for Mosquitto, but
+    /// rumqttd does not answer one for a topic it has no subscription to.)
     fn send_last_acks(&mut self) {
         self.session.send_acks(&self.client, &self.metrics);
         if self.session.owed.is_empty() && !self.barrier_sent {
-            let barrier = format!("{}/$drain-barrier", self.prefix);
-            self.barrier_sent = self.client.try_unsubscribe(barrier).is_ok();
+            self.barrier_sent = self
+                .client
+                .try_subscribe(self.barrier(), QoS::AtMostOnce)
+                .is_ok();
         }
+    }
+
+    fn barrier(&self) -> String {
+        format!("{}/$drain-barrier", self.prefix)
     }
 
     /// Waits until the broker has answered the barrier (so every ack before it is processed),
     /// then DISCONNECTs, so the broker keeps the session for next time and redelivers only what
     /// was not stored.
     async fn disconnect(&mut self) {
-        let mut waiting = self.barrier_sent && !self.barrier_acked;
+        let mut waiting = self.barrier_sent;
+        let barrier = self.barrier();
         let events = &mut self.events;
         let client = &self.client;
         let drain = async {
             while waiting {
                 match events.recv().await {
-                    Some(Ok(Event::Incoming(Packet::UnsubAck(_)))) => waiting = false,
+                    Some(Ok(Event::Incoming(Packet::SubAck(_)))) => waiting = false,
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return,
                 }
             }
+            // The session is kept for next time: it need not keep the barrier's subscription.
+            let _ = client.try_unsubscribe(barrier);
             if client.try_disconnect().is_err() {
                 return;
             }
