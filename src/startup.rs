@@ -144,7 +144,6 @@ impl Application {
         tasks.spawn(
             Ingest {
                 client,
-                eventloop,
                 store: store_handle,
                 receipts: receipts_back,
                 prefix: settings.mqtt_topic_prefix.clone(),
@@ -152,7 +151,7 @@ impl Application {
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
             }
-            .run(),
+            .run(eventloop),
         );
         tasks.close();
 

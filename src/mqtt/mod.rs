@@ -169,7 +169,6 @@ pub fn options(
 
 pub struct Ingest {
     pub client: AsyncClient,
-    pub eventloop: EventLoop,
     pub store: StoreHandle<Receipt>,
     /// The receipts of committed messages, from the store. Closed when the store has drained:
     /// then the last acks go out and the task disconnects.
@@ -182,27 +181,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub async fn run(self) {
-        let Ingest {
-            client,
-            eventloop,
-            store,
-            receipts,
-            prefix,
-            max_payload,
-            metrics,
-            shutdown,
-        } = self;
+    /// Runs the ingest loop on `eventloop` (the other half of [`Ingest::client`]) until the
+    /// store has stopped and the last acks are out.
+    pub async fn run(self, eventloop: EventLoop) {
         let (events_tx, events) = mpsc::channel(EVENTS);
         let task = Task {
+            io: self,
             events,
-            client,
-            store,
-            receipts,
-            prefix,
-            max_payload,
-            metrics,
-            shutdown,
             session: Session::default(),
             backlog: VecDeque::new(),
             draining: false,
@@ -271,15 +256,10 @@ enum Polled {
 
 /// The ingest loop's state.
 struct Task {
+    /// What it was given: the client, the store, where receipts come back, its settings.
+    io: Ingest,
     /// What the pump read from the broker.
     events: mpsc::Receiver<Result<Event, ConnectionError>>,
-    client: AsyncClient,
-    store: StoreHandle<Receipt>,
-    receipts: mpsc::UnboundedReceiver<Vec<Receipt>>,
-    prefix: String,
-    max_payload: usize,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
     session: Session,
     /// Decoded messages the store's queue had no room for yet, oldest first.
     backlog: VecDeque<Incoming<Receipt>>,
@@ -293,7 +273,7 @@ impl Task {
     /// Runs until the store has stopped and the last acks are out; dropping the task then
     /// closes the events channel, which stops the pump.
     async fn run(mut self) {
-        self.metrics.mqtt_running.store(true, Relaxed);
+        self.io.metrics.mqtt_running.store(true, Relaxed);
         loop {
             let event = match self.next().await {
                 Polled::Event(event) => event,
@@ -303,12 +283,12 @@ impl Task {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     self.set_last_error(None);
                     self.session.connected = true;
-                    self.metrics.mqtt_connected.store(true, Relaxed);
+                    self.io.metrics.mqtt_connected.store(true, Relaxed);
                     log::info!("mqtt: connected (session present: {})", ack.session_present);
-                    let filters = Topic::filters(&self.prefix)
+                    let filters = Topic::filters(&self.io.prefix)
                         .into_iter()
                         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
-                    if let Err(e) = self.client.try_subscribe_many(filters) {
+                    if let Err(e) = self.io.client.try_subscribe_many(filters) {
                         log::error!("mqtt: could not subscribe: {e}");
                     }
                 }
@@ -320,11 +300,11 @@ impl Task {
                     {
                         log::error!(
                             "mqtt: the broker refused the subscription to {}/#",
-                            self.prefix
+                            self.io.prefix
                         );
                     } else {
-                        self.metrics.mqtt_subscribed.store(true, Relaxed);
-                        log::info!("mqtt: subscribed to {}/#", self.prefix);
+                        self.io.metrics.mqtt_subscribed.store(true, Relaxed);
+                        log::info!("mqtt: subscribed to {}/#", self.io.prefix);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.received(publish),
@@ -349,9 +329,9 @@ impl Task {
             self.last_acks().await;
             self.disconnect().await;
         }
-        self.metrics.mqtt_connected.store(false, Relaxed);
-        self.metrics.mqtt_subscribed.store(false, Relaxed);
-        self.metrics.mqtt_running.store(false, Relaxed);
+        self.io.metrics.mqtt_connected.store(false, Relaxed);
+        self.io.metrics.mqtt_subscribed.store(false, Relaxed);
+        self.io.metrics.mqtt_running.store(false, Relaxed);
     }
 
     /// Waits for the broker's next event while serving the store (receipts, room in its queue)
@@ -360,20 +340,20 @@ impl Task {
         loop {
             tokio::select! {
                 biased;
-                receipts = self.receipts.recv() => match receipts {
+                receipts = self.io.receipts.recv() => match receipts {
                     Some(receipts) => self.committed(receipts),
                     // The store has drained: its last acks go out next (`last_acks`).
                     None => return Polled::StoreDone,
                 },
                 _ = sleep(ACK_RETRY), if !self.session.owed.is_empty() => {
-                    self.session.send_acks(&self.client, &self.metrics);
+                    self.session.send_acks(&self.io.client, &self.io.metrics);
                 }
-                _ = self.shutdown.cancelled(), if !self.draining => {
+                _ = self.io.shutdown.cancelled(), if !self.draining => {
                     self.draining = true;
                     self.abandon();
                 }
                 // Room in the store's queue again: hand it what waits, oldest first.
-                _ = self.store.ready(), if !self.backlog.is_empty() => self.hand_over(),
+                _ = self.io.store.ready(), if !self.backlog.is_empty() => self.hand_over(),
                 event = self.events.recv() => match event {
                     Some(event) => return Polled::Event(event),
                     // The pump only stops when this loop has.
@@ -386,7 +366,7 @@ impl Task {
     /// Committed messages: their acks are owed, and offered to rumqttc now.
     fn committed(&mut self, receipts: Vec<Receipt>) {
         self.session.committed(receipts);
-        self.session.send_acks(&self.client, &self.metrics);
+        self.session.send_acks(&self.io.client, &self.io.metrics);
     }
 
     /// A publish from the broker: decoded and handed to the store with its receipt.
@@ -415,7 +395,7 @@ impl Task {
         let receipt = self.session.receipt(&publish);
         let incoming = self.decode(publish, redelivery, receipt);
         self.backlog.push_back(incoming);
-        self.metrics.ingest_started();
+        self.io.metrics.ingest_started();
         self.hand_over();
     }
 
@@ -424,7 +404,7 @@ impl Task {
     /// and the task keeps polling only so the store's last acks go out.
     fn hand_over(&mut self) {
         while let Some(msg) = self.backlog.pop_front() {
-            match self.store.try_send(msg) {
+            match self.io.store.try_send(msg) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(msg)) => {
                     self.backlog.push_front(msg);
@@ -438,7 +418,8 @@ impl Task {
                 }
             }
         }
-        self.metrics
+        self.io
+            .metrics
             .ingest_backlog
             .store(self.backlog.len() as u64, Relaxed);
     }
@@ -446,20 +427,22 @@ impl Task {
     /// Shutdown: what the store has not taken stays unacknowledged, and the broker redelivers it
     /// to the next session.
     fn abandon(&mut self) {
-        self.metrics
+        self.io
+            .metrics
             .ingest_in_flight
             .fetch_sub(self.backlog.len() as i64, Relaxed);
         self.backlog.clear();
-        self.metrics.ingest_backlog.store(0, Relaxed);
+        self.io.metrics.ingest_backlog.store(0, Relaxed);
     }
 
     fn connection_lost(&mut self) {
         self.session.lost();
-        self.metrics.mqtt_connected.store(false, Relaxed);
-        self.metrics
+        self.io.metrics.mqtt_connected.store(false, Relaxed);
+        self.io
+            .metrics
             .mqtt_connections_lost
             .store(self.session.connection, Relaxed);
-        self.metrics.mqtt_subscribed.store(false, Relaxed);
+        self.io.metrics.mqtt_subscribed.store(false, Relaxed);
     }
 
     /// The store has stopped: hands rumqttc the acks still owed as its request queue empties
@@ -484,7 +467,7 @@ impl Task {
 
     fn set_last_error(&self, error: Option<String>) {
         // unwrap: the lock is never held across a panic.
-        *self.metrics.mqtt_last_error.lock().unwrap() = error;
+        *self.io.metrics.mqtt_last_error.lock().unwrap() = error;
     }
 
     fn decode(
@@ -493,7 +476,7 @@ impl Task {
         redelivery: bool,
         receipt: Receipt,
     ) -> Incoming<Receipt> {
-        if Topic::is_own(&self.prefix, &publish.topic) {
+        if Topic::is_own(&self.io.prefix, &publish.topic) {
             // The gateway's own downlink, seen through `{prefix}/#`: acknowledged, not stored.
             return Incoming {
                 topic: publish.topic,
@@ -505,31 +488,34 @@ impl Task {
             };
         }
         let mut outcome = decode(
-            &self.prefix,
+            &self.io.prefix,
             &publish.topic,
             &publish.payload,
-            self.max_payload,
+            self.io.max_payload,
         );
         match &mut outcome {
             Ok(d) => {
-                self.metrics.received.add(d.body.kind(), 1);
+                self.io.metrics.received.add(d.body.kind(), 1);
                 log::trace!("mqtt: {} from vehicle {}", d.body.kind(), d.vehicle);
             }
             Err(Rejection { reason, detail }) => {
-                self.metrics.reject(*reason);
+                self.io.metrics.reject(*reason);
                 log::warn!(
                     "mqtt: rejected {} ({}): {detail}",
                     publish.topic,
                     reason.as_str()
                 );
                 if *reason == RejectReason::PayloadTooLarge {
-                    detail.push_str(&format!("; the first {} bytes are kept", self.max_payload));
+                    detail.push_str(&format!(
+                        "; the first {} bytes are kept",
+                        self.io.max_payload
+                    ));
                 }
             }
         }
         let mut publish = publish;
         if matches!(&outcome, Err(r) if r.reason == RejectReason::PayloadTooLarge) {
-            publish.payload.truncate(self.max_payload);
+            publish.payload.truncate(self.io.max_payload);
         }
         Incoming {
             topic: publish.topic,
@@ -548,9 +534,10 @@ impl Task {
     /// messages, without DUP, to the next session. (An UNSUBSCRIBE would do for Mosquitto, but
     /// rumqttd does not answer one for a topic it has no subscription to.)
     fn send_last_acks(&mut self) {
-        self.session.send_acks(&self.client, &self.metrics);
+        self.session.send_acks(&self.io.client, &self.io.metrics);
         if self.session.owed.is_empty() && !self.barrier_sent {
             self.barrier_sent = self
+                .io
                 .client
                 .try_subscribe(self.barrier(), QoS::AtMostOnce)
                 .is_ok();
@@ -558,7 +545,7 @@ impl Task {
     }
 
     fn barrier(&self) -> String {
-        format!("{}/$drain-barrier", self.prefix)
+        format!("{}/$drain-barrier", self.io.prefix)
     }
 
     /// Waits until the broker has answered the barrier (so every ack before it is processed),
@@ -568,7 +555,7 @@ impl Task {
         let mut waiting = self.barrier_sent;
         let barrier = self.barrier();
         let events = &mut self.events;
-        let client = &self.client;
+        let client = &self.io.client;
         let drain = async {
             while waiting {
                 match events.recv().await {

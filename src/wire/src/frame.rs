@@ -688,15 +688,14 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     out
 }
 
-/// Whether a schema lists `name` as required (for tests of the derived schemas).
-#[doc(hidden)]
-pub fn requires(schema: &RefOr<Schema>, name: &str) -> bool {
-    matches!(schema, RefOr::T(Schema::Object(o)) if o.required.iter().any(|r| r == name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a schema lists `name` as required.
+    fn requires(schema: &RefOr<Schema>, name: &str) -> bool {
+        matches!(schema, RefOr::T(Schema::Object(o)) if o.required.iter().any(|r| r == name))
+    }
 
     #[test]
     fn parses_client_frames_and_explains_bad_ones() {

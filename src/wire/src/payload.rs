@@ -60,44 +60,68 @@ fn not_a_number(key: &str, v: &Value) -> String {
     }
 }
 
-pub(crate) fn take_f64(o: &mut Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
-    match take(o, key) {
-        None => Ok(None),
-        Some(v) => match as_number(&v).and_then(|n| n.as_f64()) {
-            Some(f) if f.is_finite() => Ok(Some(f)),
-            _ => Err(not_a_number(key, &v)),
-        },
-    }
+/// A typed vehicle-state field: its JSON type, and how it is read out of a JSON object (a
+/// JSON `null` counts as absent; the error names the field and what it should be).
+#[doc(hidden)]
+pub trait Field: Sized {
+    const KIND: &'static str;
+    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String>;
 }
 
-pub(crate) fn take_i32(o: &mut Map<String, Value>, key: &str) -> Result<Option<i32>, String> {
-    match take(o, key) {
-        None => Ok(None),
-        Some(v) => {
-            let n = as_number(&v).ok_or_else(|| match v {
-                Value::String(_) => not_a_number(key, &v),
-                _ => format!("{key} must be an integer, got {}", kind_of(&v)),
-            })?;
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= i32::MIN as f64 && *f <= i32::MAX as f64)
-                .map(|f| Some(f as i32))
-                .ok_or_else(|| format!("{key} must be a 32-bit integer, got {n}"))
+impl Field for f64 {
+    const KIND: &'static str = "number";
+
+    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
+        match take(o, key) {
+            None => Ok(None),
+            Some(v) => match as_number(&v).and_then(|n| n.as_f64()) {
+                Some(f) if f.is_finite() => Ok(Some(f)),
+                _ => Err(not_a_number(key, &v)),
+            },
         }
     }
 }
 
-pub(crate) fn take_bool(o: &mut Map<String, Value>, key: &str) -> Result<Option<bool>, String> {
-    match take(o, key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(b)),
-        Some(v) => Err(format!("{key} must be a boolean, got {}", kind_of(&v))),
+impl Field for i32 {
+    const KIND: &'static str = "integer";
+
+    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
+        match take(o, key) {
+            None => Ok(None),
+            Some(v) => {
+                let n = as_number(&v).ok_or_else(|| match v {
+                    Value::String(_) => not_a_number(key, &v),
+                    _ => format!("{key} must be an integer, got {}", kind_of(&v)),
+                })?;
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= i32::MIN as f64 && *f <= i32::MAX as f64)
+                    .map(|f| Some(f as i32))
+                    .ok_or_else(|| format!("{key} must be a 32-bit integer, got {n}"))
+            }
+        }
     }
 }
 
-pub(crate) fn take_string(o: &mut Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match take(o, key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!("{key} must be a string, got {}", kind_of(&v))),
+impl Field for bool {
+    const KIND: &'static str = "boolean";
+
+    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
+        match take(o, key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(v) => Err(format!("{key} must be a boolean, got {}", kind_of(&v))),
+        }
+    }
+}
+
+impl Field for String {
+    const KIND: &'static str = "string";
+
+    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
+        match take(o, key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(format!("{key} must be a string, got {}", kind_of(&v))),
+        }
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::payload::{take_bool, take_f64, take_i32, take_string};
+use crate::payload::Field;
 
 /// Expands `$callback! { $($arg)* ; field, field, ... }` with every known vehicle-state field,
 /// each written `#[doc = ".."] name: Type = "Dashboard label"`. `Type` is one of `f64`, `i32`,
@@ -65,50 +65,6 @@ pub struct FieldInfo {
     pub label: &'static str,
 }
 
-/// The JSON type of a field's Rust type.
-#[doc(hidden)]
-pub trait FieldKind {
-    const KIND: &'static str;
-}
-impl FieldKind for f64 {
-    const KIND: &'static str = "number";
-}
-impl FieldKind for i32 {
-    const KIND: &'static str = "integer";
-}
-impl FieldKind for bool {
-    const KIND: &'static str = "boolean";
-}
-impl FieldKind for String {
-    const KIND: &'static str = "string";
-}
-
-/// Reads one field out of a JSON object, checking its type (see [`VehicleState::from_object`]).
-#[doc(hidden)]
-pub trait TakeField: Sized {
-    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String>;
-}
-impl TakeField for f64 {
-    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
-        take_f64(o, key)
-    }
-}
-impl TakeField for i32 {
-    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
-        take_i32(o, key)
-    }
-}
-impl TakeField for bool {
-    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
-        take_bool(o, key)
-    }
-}
-impl TakeField for String {
-    fn take(o: &mut Map<String, Value>, key: &str) -> Result<Option<Self>, String> {
-        take_string(o, key)
-    }
-}
-
 macro_rules! define_vehicle_state {
     ( ; $( $(#[$doc:meta])* $name:ident : $ty:ident = $label:literal ),* $(,)? ) => {
         /// `vehicle_log`: flat vehicle state. Every field is optional; unknown fields go to
@@ -138,7 +94,7 @@ macro_rules! define_vehicle_state {
             /// should be.
             pub fn from_object(mut obj: Map<String, Value>) -> Result<Self, String> {
                 Ok(VehicleState {
-                    $( $name: <$ty as TakeField>::take(&mut obj, stringify!($name))?, )*
+                    $( $name: <$ty as Field>::take(&mut obj, stringify!($name))?, )*
                     extra: obj,
                 })
             }
@@ -148,7 +104,7 @@ macro_rules! define_vehicle_state {
         pub const FIELDS: &[FieldInfo] = &[
             $( FieldInfo {
                 name: stringify!($name),
-                kind: <$ty as FieldKind>::KIND,
+                kind: <$ty as Field>::KIND,
                 label: $label,
             }, )*
         ];
