@@ -59,6 +59,17 @@ pub struct Settings {
     #[arg(long, env = "MQTT_CLIENT_ID", value_name = "MQTT_CLIENT_ID", default_value = defaults::MQTT_CLIENT_ID)]
     pub mqtt_client_id: String,
 
+    /// This instance's name among several (log, stats, `/api/cluster`, the `instance` metric
+    /// label); unset: the host name. With MQTT_SHARED_GROUP the MQTT client id is
+    /// `{MQTT_CLIENT_ID}-{INSTANCE_ID}`, so keep it stable across restarts.
+    #[arg(long, env = "INSTANCE_ID", value_name = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Share ingest with the other instances of this group through the MQTT shared subscription
+    /// `$share/{group}/{prefix}/#` (each message is stored by one instance); needs PostgreSQL and MQTT_URL.
+    #[arg(long, env = "MQTT_SHARED_GROUP", value_name = "MQTT_SHARED_GROUP")]
+    pub mqtt_shared_group: Option<String>,
+
     /// MQTT user name (also settable in MQTT_URL as `mqtt://user:pass@host`).
     #[arg(long, env = "MQTT_USERNAME", value_name = "MQTT_USERNAME")]
     pub mqtt_username: Option<String>,
@@ -243,6 +254,37 @@ impl Settings {
                     "Use a stable name such as seano-gateway; it identifies the persistent session",
             });
         }
+        let instance = self.instance_id();
+        if !is_name(&instance) {
+            return Err(ConfigError {
+                variable: "INSTANCE_ID",
+                problem: format!("'{instance}' is not 1 to 64 letters, digits, '.', '_' or '-'"),
+                fix: "Use a stable name per instance such as gw-1 (it names its MQTT session)",
+            });
+        }
+        if let Some(group) = &self.mqtt_shared_group {
+            if !is_name(group) {
+                return Err(ConfigError {
+                    variable: "MQTT_SHARED_GROUP",
+                    problem: format!("'{group}' is not 1 to 64 letters, digits, '.', '_' or '-'"),
+                    fix: "Use one plain word for every instance of the deployment, such as seano-gateways",
+                });
+            }
+            if !self.database_url.starts_with("postgres") {
+                return Err(ConfigError {
+                    variable: "MQTT_SHARED_GROUP",
+                    problem: "several instances need one shared PostgreSQL; SQLite is one process's file".into(),
+                    fix: "Set DATABASE_URL=postgres://user:password@host:5432/dbname on every instance, or unset MQTT_SHARED_GROUP",
+                });
+            }
+            if self.mqtt_url.is_none() {
+                return Err(ConfigError {
+                    variable: "MQTT_SHARED_GROUP",
+                    problem: "the embedded broker lives inside one instance; the others cannot share it".into(),
+                    fix: "Set MQTT_URL=mqtt://host:1883 (Mosquitto, EMQX) on every instance, or unset MQTT_SHARED_GROUP",
+                });
+            }
+        }
         crate::auth::OriginPolicy::parse(self.allowed_origins.as_deref()).map_err(|problem| {
             ConfigError {
                 variable: "ALLOWED_ORIGINS",
@@ -277,8 +319,58 @@ impl Settings {
         )
     }
 
+    /// INSTANCE_ID, or the host name.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(host_name)
+    }
+
+    /// The MQTT client id: MQTT_CLIENT_ID alone, or with the instance in a shared group (every
+    /// member needs a persistent session of its own).
+    pub fn client_id(&self) -> String {
+        match &self.mqtt_shared_group {
+            Some(_) => format!("{}-{}", self.mqtt_client_id, self.instance_id()),
+            None => self.mqtt_client_id.clone(),
+        }
+    }
+
     pub fn batch_window(&self) -> Duration {
         Duration::from_millis(self.batch_window_ms)
+    }
+}
+
+/// A name that is safe as an MQTT topic level and client id part.
+fn is_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The host name, cut to what [`is_name`] accepts; `gateway` if there is none.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let raw = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "gateway".into()
+    } else {
+        name
     }
 }
 

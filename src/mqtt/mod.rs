@@ -174,6 +174,8 @@ pub struct Ingest {
     /// then the last acks go out and the task disconnects.
     pub receipts: mpsc::UnboundedReceiver<Vec<Receipt>>,
     pub prefix: String,
+    /// MQTT_SHARED_GROUP: subscribe through `$share/{group}/`.
+    pub shared_group: Option<String>,
     pub max_payload: usize,
     pub metrics: Arc<Metrics>,
     /// Stop taking new messages (they stay with the broker, unacknowledged).
@@ -285,7 +287,8 @@ impl Task {
                     self.session.connected = true;
                     self.io.metrics.mqtt_connected.store(true, Relaxed);
                     log::info!("mqtt: connected (session present: {})", ack.session_present);
-                    let filters = Topic::filters(&self.io.prefix)
+                    let filters = self
+                        .filters()
                         .into_iter()
                         .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
                     if let Err(e) = self.io.client.try_subscribe_many(filters) {
@@ -299,12 +302,12 @@ impl Task {
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
                         log::error!(
-                            "mqtt: the broker refused the subscription to {}/#",
-                            self.io.prefix
+                            "mqtt: the broker refused the subscription to {}",
+                            self.filters().join(", ")
                         );
                     } else {
                         self.io.metrics.mqtt_subscribed.store(true, Relaxed);
-                        log::info!("mqtt: subscribed to {}/#", self.io.prefix);
+                        log::info!("mqtt: subscribed to {}", self.filters().join(", "));
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.received(publish),
@@ -350,6 +353,7 @@ impl Task {
                 }
                 _ = self.io.shutdown.cancelled(), if !self.draining => {
                     self.draining = true;
+                    self.leave_group();
                     self.abandon();
                 }
                 // Room in the store's queue again: hand it what waits, oldest first.
@@ -359,6 +363,34 @@ impl Task {
                     // The pump only stops when this loop has.
                     None => return Polled::StoreDone,
                 },
+            }
+        }
+    }
+
+    /// The ingest subscription: `{prefix}/#`, or `$share/{group}/{prefix}/#` in a shared group
+    /// (the broker hands each message to one member).
+    fn filters(&self) -> Vec<String> {
+        let filters = Topic::filters(&self.io.prefix);
+        match &self.io.shared_group {
+            Some(group) => filters
+                .into_iter()
+                .map(|f| format!("$share/{group}/{f}"))
+                .collect(),
+            None => filters,
+        }
+    }
+
+    /// At shutdown in a shared group: unsubscribes from the shared subscription, so the broker
+    /// hands new messages to the other members instead of queueing them for this session while
+    /// it is away (Mosquitto and EMQX queue for an offline member's persistent session). What
+    /// it already sent this session and we have not stored stays with the session, for its
+    /// next start under the same INSTANCE_ID.
+    fn leave_group(&mut self) {
+        if self.io.shared_group.is_some() {
+            for filter in self.filters() {
+                if let Err(e) = self.io.client.try_unsubscribe(filter) {
+                    log::warn!("mqtt: could not leave the shared subscription: {e}");
+                }
             }
         }
     }

@@ -98,6 +98,8 @@ fn invalid_configuration_stops_start_up_with_the_variable_named() {
         ("MQTT_URL", "http://broker", "invalid MQTT_URL"),
         ("MQTT_TOPIC_PREFIX", "a/b", "invalid MQTT_TOPIC_PREFIX"),
         ("BATCH_MAX_MESSAGES", "0", "BATCH_MAX_MESSAGES"),
+        ("INSTANCE_ID", "gw a/1", "invalid INSTANCE_ID"),
+        ("MQTT_SHARED_GROUP", "a/b", "invalid MQTT_SHARED_GROUP"),
     ] {
         let dir = std::env::temp_dir();
         let out = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
@@ -129,5 +131,38 @@ fn invalid_configuration_stops_start_up_with_the_variable_named() {
         assert!(!out.status.success(), "{var}={value} must stop start-up");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{var}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn a_shared_group_without_postgresql_or_an_external_broker_is_refused_with_the_fix() {
+    for (database, broker, expected) in [
+        (
+            "sqlite://seano-shared.db?mode=rwc",
+            Some("mqtt://127.0.0.1:1"),
+            "Set DATABASE_URL=postgres://",
+        ),
+        ("postgres://nobody@127.0.0.1:1/x", None, "Set MQTT_URL="),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seano-gateway"));
+        cmd.current_dir(std::env::temp_dir())
+            .env("MQTT_SHARED_GROUP", "gateways")
+            .env("DATABASE_URL", database)
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("MQTT_EMBEDDED_ADDR", "127.0.0.1:0")
+            .env_remove("MQTT_URL");
+        if let Some(url) = broker {
+            cmd.env("MQTT_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{database} {broker:?} must stop start-up"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("invalid MQTT_SHARED_GROUP") && stderr.contains(expected),
+            "{database} {broker:?}: {stderr}"
+        );
     }
 }
