@@ -5,6 +5,8 @@
 //! - `seano_wire` (`src/wire/`, a crate of its own): the one definition of the wire: topics,
 //!   payloads and their validation, the vehicle-state field list, every WebSocket frame.
 //! - [`auth`]: tokens, JWTs, vehicle scopes and the Origin allow-list.
+//! - [`cluster`]: several instances on one broker and one PostgreSQL: the sequencer that feeds
+//!   the hub every instance's commits in seq order, LISTEN/NOTIFY wake-ups, heartbeats.
 //! - [`config`]: settings from flags, environment and `.env`.
 //! - [`startup`]: builds and runs the application; graceful shutdown.
 //! - [`domain`]: the committed message the store hands the hub; the wire types, re-exported.
@@ -20,9 +22,11 @@
 //! # Data flow
 //! `mqtt` (poll, decode) → bounded queue → `store` (batch, commit) → `hub` (serialize once,
 //! try_send to each client) → `ws` session → socket. The store hands each committed message's
-//! receipt back to `mqtt`, which acknowledges it to the broker.
+//! receipt back to `mqtt`, which acknowledges it to the broker. In a shared group the store
+//! hands its commits to `cluster`'s sequencer, which adds the other instances' and feeds the hub.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod http;

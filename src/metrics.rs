@@ -189,6 +189,9 @@ pub struct Metrics {
     /// Why the last attempt to reach the broker failed; cleared when a session is established.
     pub mqtt_last_error: std::sync::Mutex<Option<String>>,
     pub last_seq: AtomicI64,
+    /// Messages other instances committed, read back from the database for this instance's
+    /// clients (shared group only).
+    pub cluster_read: AtomicU64,
     /// Seconds per batch commit (write and commit of one transaction).
     pub commit_seconds: Histogram,
     /// Messages per committed batch.
@@ -218,6 +221,7 @@ impl Default for Metrics {
             broadcast: PerType::default(),
             rejected: Default::default(),
             frames_sent: AtomicU64::new(0),
+            cluster_read: AtomicU64::new(0),
             slow_clients_dropped: AtomicU64::new(0),
             clients_caught_up: AtomicU64::new(0),
             ingest_backlog: AtomicU64::new(0),

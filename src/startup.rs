@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{self, Instance, Sequencer};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
@@ -91,6 +92,12 @@ impl Application {
                 log::info!("browser origins allowed: the gateway's own and {}", list.join(", "))
             }
         }
+        let instance = Instance {
+            id: settings.instance_id(),
+            client_id: settings.client_id(),
+            shared_group: settings.mqtt_shared_group.clone(),
+            started_at: chrono::Utc::now(),
+        };
         let metrics = Arc::new(Metrics::default());
         metrics
             .last_seq
@@ -108,7 +115,7 @@ impl Application {
         let batch_max = settings.batch_max_messages as usize;
         let options = mqtt::options(
             &broker,
-            &settings.mqtt_client_id,
+            &instance.client_id,
             Duration::from_secs(settings.mqtt_keep_alive_secs),
             ACK_CAPACITY,
             match &settings.mqtt_ca_file {
@@ -120,9 +127,33 @@ impl Application {
         );
         let (client, eventloop) = rumqttc::AsyncClient::new(options, ACK_CAPACITY);
         let (receipts, receipts_back) = tokio::sync::mpsc::unbounded_channel();
+        // A lone instance's writer feeds the hub; in a shared group the sequencer does, with
+        // every instance's commits.
+        let (feed, sequencer) = match &settings.mqtt_shared_group {
+            None => (hub_handle.feed(), None),
+            Some(_) => {
+                let (feed, local) = tokio::sync::mpsc::channel(64);
+                let (announce, announced) = tokio::sync::watch::channel(last_seq);
+                tasks.spawn(cluster::listen(
+                    settings.database_url.clone(),
+                    db.clone(),
+                    announce,
+                    shutdown.clone(),
+                ));
+                let sequencer = Sequencer::new(
+                    db.clone(),
+                    local,
+                    announced,
+                    hub_handle.feed(),
+                    last_seq,
+                    metrics.clone(),
+                );
+                (feed, Some(sequencer))
+            }
+        };
         let (writer, store_handle) = Writer::new(
             db.clone(),
-            hub_handle.clone(),
+            feed,
             receipts,
             metrics.clone(),
             WriterConfig {
@@ -131,22 +162,43 @@ impl Application {
                 dedup_window: settings.dedup_window as i64,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
                 queue: STORE_QUEUE,
+                announce: sequencer.is_some(),
             },
             last_seq,
             shutdown.clone(),
         );
         tasks.spawn(hub.run(store_done.clone()));
         let done = store_done.clone();
-        tasks.spawn(async move {
-            writer.run().await;
-            done.cancel();
-        });
+        // The hub stops once everything committed here has reached it: after the writer, or
+        // after the sequencer, which ends when the writer has.
+        match sequencer {
+            None => tasks.spawn(async move {
+                writer.run().await;
+                done.cancel();
+            }),
+            Some(sequencer) => {
+                tasks.spawn(writer.run());
+                tasks.spawn(async move {
+                    sequencer.run().await;
+                    done.cancel();
+                })
+            }
+        };
+        let connections = hub_handle.clone();
+        tasks.spawn(cluster::heartbeat(
+            db.clone(),
+            instance.clone(),
+            metrics.clone(),
+            move || connections.connection_count(),
+            shutdown.clone(),
+        ));
         tasks.spawn(
             Ingest {
                 client,
                 store: store_handle,
                 receipts: receipts_back,
                 prefix: settings.mqtt_topic_prefix.clone(),
+                shared_group: settings.mqtt_shared_group.clone(),
                 max_payload,
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
@@ -172,6 +224,7 @@ impl Application {
             broker: broker.to_string(),
             auth: auth.clone(),
             ingest_stall: Duration::from_secs(settings.ingest_stall_secs),
+            instance: instance.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -190,6 +243,19 @@ impl Application {
             settings.mqtt_topic_prefix,
             store::redact(&settings.database_url),
         );
+        match &instance.shared_group {
+            Some(group) => log::info!(
+                "instance {} in shared group {group} (MQTT client id {}): ingest shared through $share/{group}/{}/#, every instance's commits streamed",
+                instance.id,
+                instance.client_id,
+                settings.mqtt_topic_prefix,
+            ),
+            None => log::info!(
+                "instance {} (MQTT client id {})",
+                instance.id,
+                instance.client_id
+            ),
+        }
         Ok(Application {
             port,
             broker,

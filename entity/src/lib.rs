@@ -3,6 +3,7 @@
 //! Every stored telemetry row carries `seq`, the gateway-wide cursor that orders messages of all
 //! three types in commit order; `seq_cursor` holds its high-water mark.
 
+pub mod gateway_instance;
 pub mod raw_log;
 pub mod rejected_message;
 pub mod sensor_log;
@@ -11,6 +12,7 @@ pub mod vehicle;
 pub mod vehicle_log;
 
 pub mod prelude {
+    pub use super::gateway_instance::Entity as GatewayInstance;
     pub use super::raw_log::Entity as RawLog;
     pub use super::rejected_message::Entity as RejectedMessage;
     pub use super::sensor_log::Entity as SensorLog;

@@ -195,9 +195,9 @@ impl HubHandle {
         let _ = self.commands.send(Command::Unregister(id)).await;
     }
 
-    /// Hands the hub a batch of committed messages, in seq order.
-    pub async fn broadcast(&self, batch: Vec<StoredMessage>) {
-        let _ = self.committed.send(batch).await;
+    /// Where committed messages go to be fanned out: batches in seq order, with no gap.
+    pub fn feed(&self) -> mpsc::Sender<Vec<StoredMessage>> {
+        self.committed.clone()
     }
 
     pub async fn snapshot(&self) -> Option<HubSnapshot> {

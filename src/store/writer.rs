@@ -23,7 +23,6 @@ use crate::domain::{
     fnv1a, raw_json, Decoded, MessageType, RejectReason, Rejection, SensorRef, StoredMessage,
     Telemetry, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };
-use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 
 /// A message from the broker on its way to the database, with the receipt `R` the store hands
@@ -87,12 +86,16 @@ pub struct WriterConfig {
     pub shutdown_timeout: Duration,
     /// How many messages may wait for the writer (the MQTT task holds the rest).
     pub queue: usize,
+    /// Announce each commit to the other instances (PostgreSQL NOTIFY on
+    /// [`crate::cluster::CHANNEL`], in the commit's transaction).
+    pub announce: bool,
 }
 
 pub struct Writer<R> {
     db: DatabaseConnection,
     rx: mpsc::Receiver<Incoming<R>>,
-    hub: HubHandle,
+    /// Where committed batches go, in seq order: the hub, or in a shared group the sequencer.
+    feed: mpsc::Sender<Vec<StoredMessage>>,
     receipts: Receipts<R>,
     metrics: Arc<Metrics>,
     config: WriterConfig,
@@ -113,7 +116,7 @@ impl<R: Send + 'static> Writer<R> {
     /// stored.
     pub fn new(
         db: DatabaseConnection,
-        hub: HubHandle,
+        feed: mpsc::Sender<Vec<StoredMessage>>,
         receipts: Receipts<R>,
         metrics: Arc<Metrics>,
         config: WriterConfig,
@@ -124,7 +127,7 @@ impl<R: Send + 'static> Writer<R> {
         let writer = Writer {
             db,
             rx,
-            hub,
+            feed,
             receipts,
             metrics,
             config,
@@ -200,10 +203,11 @@ impl<R: Send + 'static> Writer<R> {
         let mut failures = 0;
         let last_seq = self.last_seq;
         let window = self.config.dedup_window;
+        let announce = self.config.announce;
         let started = std::time::Instant::now();
         let committed = loop {
             let busy;
-            match write_batch(&self.db, batch, suspect_all, last_seq - window).await {
+            match write_batch(&self.db, batch, suspect_all, last_seq - window, announce).await {
                 Ok((committed, dropped)) => {
                     if dropped > 0 {
                         self.metrics
@@ -277,7 +281,7 @@ impl<R: Send + 'static> Writer<R> {
             self.metrics.stored.add(msg.kind, 1);
         }
         if !committed.is_empty() {
-            self.hub.broadcast(committed).await;
+            let _ = self.feed.send(committed).await;
         }
         self.metrics.ingest_done(batch.len());
         // Committed (or kept as rejected): hand back every receipt, in order. If the MQTT task
@@ -296,7 +300,15 @@ impl<R> Writer<R> {
         for msg in batch.iter_mut() {
             let mut refusals = 0;
             loop {
-                match write_batch(&self.db, std::slice::from_mut(msg), true, dedup_floor).await {
+                match write_batch(
+                    &self.db,
+                    std::slice::from_mut(msg),
+                    true,
+                    dedup_floor,
+                    self.config.announce,
+                )
+                .await
+                {
                     Ok((stored, _)) => {
                         committed.extend(stored);
                         break;
@@ -371,6 +383,7 @@ async fn write_batch<R>(
     batch: &[Incoming<R>],
     suspect_all: bool,
     dedup_floor: i64,
+    announce: bool,
 ) -> Result<(Vec<StoredMessage>, usize), DbErr> {
     let txn = db.begin().await?;
 
@@ -444,7 +457,7 @@ async fn write_batch<R>(
         .await?;
     }
 
-    let first_seq = reserve_seqs(&txn, accepted.len() as i64).await?;
+    let first_seq = reserve_seqs(&txn, accepted.len() as i64, announce).await?;
     let mut raws = Vec::new();
     let mut sensors = Vec::new();
     let mut vehicles = Vec::new();
@@ -671,14 +684,28 @@ async fn insert_rows<E: MessageTable>(
     Ok(())
 }
 
-/// Reserves `n` consecutive seqs in the transaction; returns the first. The row lock this takes
-/// is held until commit, so concurrent writers commit in seq order.
-async fn reserve_seqs<C: ConnectionTrait>(txn: &C, n: i64) -> Result<i64, DbErr> {
+/// Reserves `n` consecutive seqs in the transaction; returns the first.
+///
+/// The `UPDATE` takes the cursor row's lock and holds it until the transaction ends, so any
+/// number of writers (tasks or instances) commit in seq order with no gap: a second writer's
+/// `UPDATE` waits until the first has committed or rolled back, then reads what it left
+/// (`tests/api/cluster.rs` runs two instances on one PostgreSQL and checks every seq is taken
+/// once). With `announce`, the same statement queues a NOTIFY of the last seq, which PostgreSQL
+/// delivers to the other instances only once this transaction has committed.
+async fn reserve_seqs<C: ConnectionTrait>(txn: &C, n: i64, announce: bool) -> Result<i64, DbErr> {
     if n == 0 {
         return Ok(0);
     }
     // `n` is a count we computed, not input: inlining it keeps one statement for both backends.
-    let sql = format!("UPDATE seq_cursor SET value = value + {n} WHERE id = 1 RETURNING value");
+    let update = format!("UPDATE seq_cursor SET value = value + {n} WHERE id = 1 RETURNING value");
+    let sql = if announce {
+        format!(
+            "WITH c AS ({update}) SELECT value, pg_notify('{}', value::text) FROM c",
+            crate::cluster::CHANNEL
+        )
+    } else {
+        update
+    };
     let row = txn
         .query_one_raw(Statement::from_string(txn.get_database_backend(), sql))
         .await?
