@@ -27,13 +27,16 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody))
 )]
 pub async fn metrics(_: FleetAccess, state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(CONTENT_TYPE)
-        .body(render(&state.metrics, state.hub.connection_count()))
+    HttpResponse::Ok().content_type(CONTENT_TYPE).body(render(
+        &state.metrics,
+        state.hub.connection_count(),
+        &state.instance.id,
+    ))
 }
 
-/// The whole exposition; `connections` is the number of open WebSocket connections.
-pub fn render(m: &Metrics, connections: usize) -> String {
+/// The whole exposition; `connections` is the number of open WebSocket connections. Every
+/// sample carries `instance="<INSTANCE_ID>"`, so the series of several instances stay apart.
+pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
     let mut out = String::with_capacity(4096);
     let per_type = |out: &mut String, name: &str, help: &str, counts: &PerType| {
         header(out, name, help, "counter");
@@ -123,7 +126,7 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         sample(&mut out, name, &[], value as f64);
     }
 
-    let gauges: [(&str, &str, f64); 9] = [
+    let gauges: [(&str, &str, f64); 10] = [
         (
             "seano_ws_connections",
             "Open WebSocket connections.",
@@ -163,6 +166,11 @@ pub fn render(m: &Metrics, connections: usize) -> String {
             "seano_last_seq",
             "The last seq committed by this gateway.",
             m.last_seq.load(Relaxed) as f64,
+        ),
+        (
+            "seano_cluster_messages_read",
+            "Messages other instances committed, read back from the database for this instance's clients.",
+            m.cluster_read.load(Relaxed) as f64,
         ),
         (
             "seano_start_time_seconds",
@@ -217,6 +225,23 @@ pub fn render(m: &Metrics, connections: usize) -> String {
         &[("version", env!("CARGO_PKG_VERSION"))],
         1.0,
     );
+    with_instance(&out, instance)
+}
+
+/// Adds the `instance` label to every sample line of `text`.
+fn with_instance(text: &str, instance: &str) -> String {
+    let label = format!("instance=\"{}\"", escape_label(instance));
+    let mut out = String::with_capacity(text.len() + text.lines().count() * (label.len() + 3));
+    for line in text.lines() {
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else if let Some((name, rest)) = line.split_once('{') {
+            let _ = write!(out, "{name}{{{label},{rest}");
+        } else if let Some((name, value)) = line.split_once(' ') {
+            let _ = write!(out, "{name}{{{label}}} {value}");
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -278,14 +303,15 @@ mod tests {
         let m = Metrics::default();
         m.stored.add(MessageType::VehicleLog, 3);
         m.reject(RejectReason::ALL[0]);
-        let text = render(&m, 2);
+        let text = render(&m, 2, "gw-1");
         assert!(text.contains("# TYPE seano_messages_stored_total counter\n"));
-        assert!(text.contains("seano_messages_stored_total{type=\"vehicle_log\"} 3\n"));
+        assert!(text
+            .contains("seano_messages_stored_total{instance=\"gw-1\",type=\"vehicle_log\"} 3\n"));
         assert!(text.contains(&format!(
-            "seano_messages_rejected_total{{reason=\"{}\"}} 1\n",
+            "seano_messages_rejected_total{{instance=\"gw-1\",reason=\"{}\"}} 1\n",
             RejectReason::ALL[0].as_str()
         )));
-        assert!(text.contains("seano_ws_connections 2\n"));
+        assert!(text.contains("seano_ws_connections{instance=\"gw-1\"} 2\n"));
         // Every sample line is `name{labels} value` with a numeric value.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

@@ -3,6 +3,7 @@
 //! wire's frame schemas.
 
 pub mod access;
+mod cluster;
 mod dashboard;
 pub mod error;
 mod health;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// `/ready` fails when messages wait longer than this without a commit.
     pub ingest_stall: std::time::Duration,
+    /// Who this instance is (stats, metrics, `/api/cluster`).
+    pub instance: crate::cluster::Instance,
 }
 
 /// Who may call a route. `Protected` handlers take an [`access`] extractor; the route test
@@ -81,6 +84,9 @@ pub fn route_table() -> Vec<RouteSpec> {
         spec("/api/ws/stats", Protected, || {
             web::get().to(stats::ws_stats)
         }),
+        spec("/api/cluster", Protected, || {
+            web::get().to(cluster::cluster)
+        }),
         spec("/api/mqtt/status", Protected, || {
             web::get().to(stats::mqtt_status)
         }),
@@ -123,6 +129,7 @@ pub fn route_table() -> Vec<RouteSpec> {
         vehicles::track,
         stats::ws_stats,
         stats::mqtt_status,
+        cluster::cluster,
         health::health,
         health::ready,
         metrics_endpoint::metrics,

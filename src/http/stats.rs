@@ -13,6 +13,8 @@ use crate::metrics::PipelineStats;
 /// `GET /api/ws/stats`: SEANO's fields plus the gateway's own figures.
 #[derive(Serialize, utoipa::ToSchema)]
 struct WsStats {
+    /// INSTANCE_ID of the instance that answered.
+    instance_id: String,
     /// SEANO's fields.
     active_connections: usize,
     connections_info: Vec<ConnectionInfo>,
@@ -36,7 +38,8 @@ struct WsStats {
 
 /// The MQTT ingest's state.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(examples(json!({"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null})))]
+#[schema(examples(json!({"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null,
+    "backlog": 0, "connections_lost": 0, "client_id": "seano-gateway", "shared_group": null})))]
 struct MqttStatus {
     /// `running` while the ingest task runs, `stopped` after.
     status: &'static str,
@@ -50,6 +53,10 @@ struct MqttStatus {
     backlog: u64,
     /// Times the broker connection was lost since start (each loss voids the acks owed on it).
     connections_lost: u64,
+    /// The client id of this instance's persistent session.
+    client_id: String,
+    /// MQTT_SHARED_GROUP, or null for a lone instance.
+    shared_group: Option<String>,
 }
 
 /// The database's state as the store sees it.
@@ -74,6 +81,8 @@ fn mqtt(state: &AppState) -> MqttStatus {
         last_error: state.metrics.mqtt_last_error.lock().unwrap().clone(),
         backlog: state.metrics.ingest_backlog.load(Relaxed),
         connections_lost: state.metrics.mqtt_connections_lost.load(Relaxed),
+        client_id: state.instance.client_id.clone(),
+        shared_group: state.instance.shared_group.clone(),
     }
 }
 
@@ -85,6 +94,7 @@ fn mqtt(state: &AppState) -> MqttStatus {
     responses(
         (status = 200, description = "Connections (per stream and per vehicle), messages received / stored / broadcast / rejected by type and reason, frames sent, slow clients dropped, MQTT and database status, uptime", body = WsStats,
          example = json!({
+            "instance_id": "gw-1",
             "active_connections": 1,
             "connections_info": [{"client_id": 1, "connected_at": "2025-10-18T16:30:00.123Z", "client_info": {"vehicle_filter": 1},
                                   "filter": {"all": false, "vehicles": [1], "types": ["raw_log", "sensor_log", "vehicle_log"]}}],
@@ -97,7 +107,8 @@ fn mqtt(state: &AppState) -> MqttStatus {
                 "rejected": {"invalid_json": 1}, "rejected_total": 1,
                 "frames_sent": 61, "slow_clients_dropped": 0, "batches_committed": 12,
                 "commit_failures": 0, "acks_owed": 0, "acks_stale": 0, "last_seq": 60},
-            "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null},
+            "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null,
+                     "backlog": 0, "connections_lost": 0, "client_id": "seano-gateway", "shared_group": null},
             "database": {"connected": true, "backend": "sqlite"},
             "started_at": "2025-10-18T16:00:00.000Z", "uptime_seconds": 1800})),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
@@ -115,6 +126,7 @@ pub async fn ws_stats(
         .ok_or_else(|| ApiError::Unavailable("the server is shutting down".into()))?;
     let m = &state.metrics;
     Ok(HttpResponse::Ok().json(WsStats {
+        instance_id: state.instance.id.clone(),
         active_connections: hub.active_connections,
         connections_info: hub.connections_info,
         connections_by_stream: hub.connections_by_stream,
