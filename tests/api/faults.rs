@@ -351,7 +351,7 @@ async fn ready_fails_while_ingest_is_stalled_and_recovers() {
     let metrics = String::from_utf8_lossy(&metrics);
     for line in [
         "seano_commit_seconds_count",
-        "seano_batch_size_bucket{le=\"+Inf\"}",
+        "seano_batch_size_bucket{instance=\"test-gw\",le=\"+Inf\"}",
         "seano_broadcast_lag_seconds_sum",
     ] {
         assert!(metrics.contains(line), "/metrics has {line}");

@@ -34,6 +34,9 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// INSTANCE_ID of the gateways tests start in process: the `instance` label of every sample.
+pub const TEST_INSTANCE: &str = "test-gw";
+
 /// Where a test's data lives; kept so a restart can reuse it.
 #[derive(Clone, Debug)]
 pub struct Resources {
@@ -87,6 +90,7 @@ impl Resources {
             mqtt_embedded_addr: "127.0.0.1:0".parse().unwrap(),
             mqtt_topic_prefix: self.prefix.clone(),
             mqtt_client_id: self.client_id.clone(),
+            instance_id: Some(TEST_INSTANCE.into()),
             ..Settings::default()
         }
     }
@@ -429,11 +433,17 @@ impl WsClient {
 /// The gateway binary running as a child process (for crash and signal tests).
 pub struct GatewayProcess {
     pub child: std::process::Child,
+    pub port: u16,
 }
 
 impl GatewayProcess {
     /// Starts `seano-gateway` on `resources` (which must name a broker) and waits until ready.
     pub async fn start(resources: &Resources) -> GatewayProcess {
+        GatewayProcess::start_with(resources, &[]).await
+    }
+
+    /// Like [`GatewayProcess::start`], with more environment variables.
+    pub async fn start_with(resources: &Resources, env: &[(&str, &str)]) -> GatewayProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
             .env("HTTP_ADDR", "127.0.0.1:0")
@@ -448,6 +458,8 @@ impl GatewayProcess {
             .env("MQTT_TOPIC_PREFIX", &resources.prefix)
             .env("MQTT_CLIENT_ID", &resources.client_id)
             .env("RUST_LOG", "info")
+            // Last: they override the defaults above.
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -478,7 +490,7 @@ impl GatewayProcess {
             .await
             .expect("the gateway logs its port")
             .expect("the gateway starts");
-        let process = GatewayProcess { child };
+        let process = GatewayProcess { child, port };
         let http = awc::Client::default();
         wait_for("the gateway process to be ready", || async {
             match http

@@ -8,6 +8,7 @@ mod helpers;
 
 mod access;
 mod auth;
+mod cluster;
 mod config;
 mod crash;
 mod faults;

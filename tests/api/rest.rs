@@ -344,8 +344,10 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
     let _ws = app.connect_ws("/api/ws").await;
     wait_for("the metrics to count the stored message", || async {
         let (_, _, text) = get_text(&app, "/metrics").await;
-        text.contains("seano_messages_stored_total{type=\"vehicle_log\"} 1\n")
-            && text.contains("seano_messages_rejected_total{reason=\"invalid_json\"} 1\n")
+        text.contains("seano_messages_stored_total{instance=\"test-gw\",type=\"vehicle_log\"} 1\n")
+            && text.contains(
+                "seano_messages_rejected_total{instance=\"test-gw\",reason=\"invalid_json\"} 1\n",
+            )
     })
     .await;
     let (status, content_type, text) = get_text(&app, "/metrics").await;
@@ -356,11 +358,11 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
     );
     for line in [
         "# TYPE seano_messages_received_total counter",
-        "seano_messages_broadcast_total{type=\"raw_log\"} 0",
-        "seano_ws_connections 1",
-        "seano_mqtt_connected 1",
-        "seano_database_up 1",
-        "seano_last_seq 1",
+        "seano_messages_broadcast_total{instance=\"test-gw\",type=\"raw_log\"} 0",
+        "seano_ws_connections{instance=\"test-gw\"} 1",
+        "seano_mqtt_connected{instance=\"test-gw\"} 1",
+        "seano_database_up{instance=\"test-gw\"} 1",
+        "seano_last_seq{instance=\"test-gw\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),
