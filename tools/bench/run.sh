@@ -13,7 +13,8 @@
 #                   the database is dropped and created again with psql)
 #   BENCH_OUT       where the JSON results and gateway logs go (default: a new /tmp/seano-bench.* dir)
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
-#                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, idle, slow, baseline)
+#                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, idle, slow, cluster-one,
+#                   cluster-two, baseline)
 #
 # The ingest scenarios use a private Mosquitto started from tools/bench/mosquitto.conf on a free
 # port (no inflight limit, a deep queue), because the stock configuration limits one QoS 1
@@ -25,7 +26,7 @@ QUICK=0
 case "${1:-}" in
   --quick) QUICK=1 ;;
   "") ;;
-  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
@@ -40,6 +41,7 @@ RUN=$$
 GW_BIN="$ROOT/target/release/seano-gateway"
 BENCH="$ROOT/target/release/bench"
 GW_PID=""
+GW2_PID=""
 BROKER_PID=""
 SCEN=0
 
@@ -65,13 +67,15 @@ if (( $(ulimit -n) < 10500 )); then
   log "warning: open-file limit $(ulimit -n) is below what the idle scenario needs (10,500)"
 fi
 
-# start_gateway DATABASE_URL MQTT_URL PREFIX: sets GW_PID and GW_HTTP.
+# start_gateway DATABASE_URL MQTT_URL PREFIX [VAR=VALUE...]: sets GW_PID and GW_HTTP.
 start_gateway() {
-  local db=$1 mqtt=$2 prefix=$3 logf="$OUT/gateway-$SCEN.log"
+  local db=$1 mqtt=$2 prefix=$3
+  shift 3
+  local logf="$OUT/gateway-$SCEN${GW_TAG:-}.log"
   (cd "$OUT" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" \
       HTTP_ADDR=127.0.0.1:0 DATABASE_URL="$db" MQTT_URL="$mqtt" \
       MQTT_TOPIC_PREFIX="$prefix" MQTT_CLIENT_ID="bench-gw-$RUN-$SCEN" \
-      RUST_LOG="warn,seano_gateway::startup=info" "$GW_BIN") >"$logf" 2>&1 &
+      RUST_LOG="warn,seano_gateway::startup=info" "$@" "$GW_BIN") >"$logf" 2>&1 &
   GW_PID=$!
   local port=""
   for _ in $(seq 1 600); do
@@ -90,6 +94,12 @@ start_gateway() {
 }
 
 stop_gateway() {
+  if [[ -n "${GW2_PID:-}" ]]; then
+    local first=$GW_PID
+    GW_PID=$GW2_PID GW2_PID=""
+    stop_gateway
+    GW_PID=$first
+  fi
   [[ -n "$GW_PID" ]] || return 0
   kill -TERM "$GW_PID" 2>/dev/null || true
   for _ in $(seq 1 150); do
@@ -180,6 +190,42 @@ scenario() {
   return 0
 }
 
+# cluster_scenario KEY NAME INSTANCES BENCH_ARGS...: INSTANCES (1 or 2) gateways on PostgreSQL
+# and the machine's Mosquitto; with 2, both in one MQTT_SHARED_GROUP and the clients split
+# between them.
+cluster_scenario() {
+  local key=$1 name=$2 instances=$3
+  shift 3
+  [[ "$key" =~ $ONLY ]] || return 0
+  SCEN=$((SCEN + 1))
+  if ! fresh_pg; then
+    log "skipped: cannot create the PostgreSQL database of $PG_URL"
+    return 0
+  fi
+  local prefix="bench${RUN}s${SCEN}" out
+  out="$OUT/$(printf '%02d' "$SCEN")-$key.json"
+  log "scenario $SCEN: $name"
+  local gw_args=()
+  if (( instances == 1 )); then
+    start_gateway "$PG_URL" "$MQTT_URL" "$prefix" INSTANCE_ID=one
+    gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID")
+  else
+    GW_TAG=-b start_gateway "$PG_URL" "$MQTT_URL" "$prefix" INSTANCE_ID=b MQTT_SHARED_GROUP=bench
+    local second_http=$GW_HTTP second_pid=$GW_PID
+    GW_TAG=-a start_gateway "$PG_URL" "$MQTT_URL" "$prefix" INSTANCE_ID=a MQTT_SHARED_GROUP=bench
+    GW2_PID=$second_pid
+    gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID" --also-gateway "$second_http" --also-gateway-pid "$second_pid")
+  fi
+  log "bench --name '$name' --broker $MQTT_URL --prefix $prefix ${gw_args[*]} $*"
+  if ! "$BENCH" --json --name "$name" --broker "$MQTT_URL" --prefix "$prefix" "${gw_args[@]}" "$@" >"$out"; then
+    log "scenario $SCEN failed; gateway logs: $OUT/gateway-$SCEN*.log"
+    rm -f "$out"
+  fi
+  stop_gateway
+  forget_session "$MQTT_URL"
+  return 0
+}
+
 if (( QUICK )); then
   PUBS=5; CLIENTS=10; DUR=2; IDLE_CLIENTS=20; RAMP_STEPS=2; INGEST_RATE=500; VEH_RATE=50
   RATE=20; SLOW_RATIO=0.1; IDLE_DUR=2; SLOW_DUR=2
@@ -212,6 +258,10 @@ scenario idle "idle: ${IDLE_CLIENTS} clients, heartbeats on" sqlite "$MQTT_URL" 
   --idle --clients "$IDLE_CLIENTS" --duration "$IDLE_DUR" --warmup 2
 scenario slow "slow consumers: fan-out with ${SLOW_RATIO} of clients not reading" sqlite "$MQTT_URL" \
   --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$SLOW_DUR" --slow-ratio "$SLOW_RATIO"
+cluster_scenario cluster-one "one instance: ${CLIENTS} clients on /api/ws, ${RATE} msg/s, PostgreSQL" 1 \
+  --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
+cluster_scenario cluster-two "two instances, one shared group: ${CLIENTS} clients split, ${RATE} msg/s, PostgreSQL" 2 \
+  --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
 scenario baseline "MQTT baseline: ${CLIENTS} MQTT subscribers, ${RATE} msg/s (no gateway)" none "$MQTT_URL" \
   --mqtt-subscribers "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
 

@@ -24,6 +24,16 @@ pub struct Args {
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub gateway: String,
 
+    /// More instances of the same gateway (one MQTT_SHARED_GROUP, one database): clients are
+    /// spread round-robin over --gateway and these, and CPU is summed over all of them.
+    #[arg(long, value_name = "URL")]
+    pub also_gateway: Vec<String>,
+
+    /// Processes of the --also-gateway instances, in the same order (default: the process
+    /// listening on each one's port).
+    #[arg(long, value_name = "PID")]
+    pub also_gateway_pid: Vec<u32>,
+
     /// The MQTT broker the gateway subscribes to (mqtt://HOST:PORT).
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
@@ -200,6 +210,16 @@ impl Args {
             "--prefix must be one topic level"
         );
         anyhow::ensure!(self.read_buffer >= 512, "--read-buffer must be >= 512");
+        anyhow::ensure!(
+            self.also_gateway.is_empty()
+                || (self.mqtt_subscribers == 0 && !self.idle && self.clients > 0),
+            "--also-gateway applies to the fan-out scenarios (WebSocket clients)"
+        );
+        anyhow::ensure!(
+            self.also_gateway_pid.is_empty()
+                || self.also_gateway_pid.len() == self.also_gateway.len(),
+            "give one --also-gateway-pid per --also-gateway, or none"
+        );
         anyhow::ensure!(
             self.connect_concurrency >= 1,
             "--connect-concurrency must be >= 1"

@@ -26,8 +26,12 @@ struct Env {
     gateway_authority: String,
     broker_host: String,
     broker_port: u16,
+    /// The other instances (`--also-gateway`): address and `host:port`.
+    others: Vec<(SocketAddr, String)>,
     /// The measured server (gateway, or broker in the MQTT baseline).
     server_pid: Option<u32>,
+    /// The other instances' processes: their CPU and memory are added to the server's.
+    other_pids: Vec<u32>,
     server_role: &'static str,
     broker_pid: Option<u32>,
     /// Unique per bench process, for MQTT client ids.
@@ -53,12 +57,29 @@ pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
             "bench: no {server_role} process found (pass --gateway-pid); CPU and memory will not be reported"
         );
     }
+    let mut others = Vec::new();
+    let mut other_pids = Vec::new();
+    for (i, url) in args.also_gateway.iter().enumerate() {
+        let (host, port) = probe::authority(url, "http", 80)?;
+        others.push((probe::resolve(&host, port).await?, format!("{host}:{port}")));
+        match args
+            .also_gateway_pid
+            .get(i)
+            .copied()
+            .or_else(|| probe::listener_pid(port))
+        {
+            Some(pid) => other_pids.push(pid),
+            None => eprintln!("bench: no process found for {url}; its CPU is not counted"),
+        }
+    }
     let env = Env {
         gateway,
         gateway_authority: format!("{gw_host}:{gw_port}"),
+        others,
         broker_host,
         broker_port,
         server_pid,
+        other_pids,
         server_role,
         // An embedded broker is the gateway itself: nothing separate to report.
         broker_pid: args
@@ -69,12 +90,14 @@ pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
         threads,
     };
     if !baseline && args.ready_timeout > 0.0 {
-        probe::wait_ready(
-            env.gateway,
-            &env.gateway_authority,
-            Duration::from_secs_f64(args.ready_timeout),
-        )
-        .await?;
+        for (addr, authority) in env.gateways() {
+            probe::wait_ready(
+                addr,
+                &authority,
+                Duration::from_secs_f64(args.ready_timeout),
+            )
+            .await?;
+        }
     }
     if args.idle {
         return Ok(vec![idle(args, &env).await?]);
@@ -84,6 +107,27 @@ pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
         return Ok(vec![ingest(args, &env).await?]);
     }
     fan_out(args, &env).await
+}
+
+impl Env {
+    /// Every instance the clients are spread over, `--gateway` first.
+    fn gateways(&self) -> Vec<(SocketAddr, String)> {
+        std::iter::once((self.gateway, self.gateway_authority.clone()))
+            .chain(self.others.iter().cloned())
+            .collect()
+    }
+
+    /// The measured server's reading: with several instances, their CPU and memory summed.
+    fn server_sample(&self) -> Option<ProcSample> {
+        let mut total = probe::sample(self.server_pid?)?;
+        for pid in &self.other_pids {
+            let s = probe::sample(*pid)?;
+            total.cpu_s += s.cpu_s;
+            total.rss_kib += s.rss_kib;
+            total.hwm_kib += s.hwm_kib;
+        }
+        Some(total)
+    }
 }
 
 fn find_gateway_pid(args: &Args, port: u16) -> Result<Option<u32>> {
@@ -125,14 +169,21 @@ async fn start_clients(args: &Args, env: &Env) -> Result<Pool> {
         start_id: args.start_id,
         progress: progress.clone(),
     };
-    let ws = Arc::new(WsContext {
-        addr: env.gateway,
-        authority: env.gateway_authority.clone(),
-        read_buffer: args.read_buffer,
-        slow_rcvbuf: args.slow_rcvbuf,
-        connect: connect.clone(),
-        acc: acc(),
-    });
+    // One context per instance; client i connects to instance i mod N.
+    let ws: Vec<Arc<WsContext>> = env
+        .gateways()
+        .into_iter()
+        .map(|(addr, authority)| {
+            Arc::new(WsContext {
+                addr,
+                authority,
+                read_buffer: args.read_buffer,
+                slow_rcvbuf: args.slow_rcvbuf,
+                connect: connect.clone(),
+                acc: acc(),
+            })
+        })
+        .collect();
     let mqtt = Arc::new(MqttContext {
         host: env.broker_host.clone(),
         port: env.broker_port,
@@ -156,7 +207,7 @@ async fn start_clients(args: &Args, env: &Env) -> Result<Pool> {
         tasks.push(if baseline {
             tokio::spawn(mqtt_subscriber(mqtt.clone(), slot, stop_rx))
         } else {
-            tokio::spawn(ws_client(ws.clone(), slot, stop_rx))
+            tokio::spawn(ws_client(ws[index % ws.len()].clone(), slot, stop_rx))
         });
     }
     let pool = Pool {
@@ -228,7 +279,7 @@ struct Readings {
 
 fn read_all(env: &Env) -> Readings {
     Readings {
-        server: env.server_pid.and_then(probe::sample),
+        server: env.server_sample(),
         broker: env.broker_pid.and_then(probe::sample),
         me: probe::sample(std::process::id()),
         machine: probe::machine_jiffies(),
@@ -344,10 +395,10 @@ async fn counters(env: &Env) -> Option<GatewayCounters> {
 
 async fn fan_out(args: &Args, env: &Env) -> Result<Vec<Report>> {
     let baseline = args.mqtt_subscribers > 0;
-    let before_connect = env.server_pid.and_then(probe::sample);
+    let before_connect = env.server_sample();
     let pool = start_clients(args, env).await?;
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let after_connect = env.server_pid.and_then(probe::sample);
+    let after_connect = env.server_sample();
     let connections = pool.progress.connected.load(Relaxed);
     let slow_clients = pool.slots.iter().filter(|s| s.slow).count() as u32;
 
@@ -528,6 +579,12 @@ async fn fan_out_step(
     }
     let achieved = outcome.attempted as f64 / outcome.publish_secs;
     let mut notes = Vec::new();
+    if !env.others.is_empty() {
+        notes.push(format!(
+            "{} instances, clients split evenly; CPU and memory summed over all",
+            env.others.len() + 1
+        ));
+    }
     if d.unconfirmed_received > 0 {
         notes.push(format!(
             "{} frames of unconfirmed publishes",
