@@ -35,7 +35,9 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
         // One writer at a time anyway; more connections only add lock contention.
         opts.max_connections(4);
     } else {
-        opts.max_connections(10);
+        // Connections open at start, not on the first busy moment: opening one (and turning
+        // Nagle off on it) took ~90 ms, a delay a client would see on its frames.
+        opts.max_connections(10).min_connections(4);
         if let Some(port) = tcp_port(url) {
             opts.map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {
