@@ -55,7 +55,7 @@ pub struct Settings {
     #[arg(long, env = "MQTT_TOPIC_PREFIX", value_name = "MQTT_TOPIC_PREFIX", default_value = defaults::MQTT_TOPIC_PREFIX)]
     pub mqtt_topic_prefix: String,
 
-    /// Client id of the gateway's persistent MQTT session.
+    /// Client id of the gateway's persistent MQTT session (with MQTT_SHARED_GROUP, followed by `-{INSTANCE_ID}`).
     #[arg(long, env = "MQTT_CLIENT_ID", value_name = "MQTT_CLIENT_ID", default_value = defaults::MQTT_CLIENT_ID)]
     pub mqtt_client_id: String,
 

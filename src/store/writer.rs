@@ -275,7 +275,7 @@ impl<R: Send + 'static> Writer<R> {
         }
         if let Some(last) = committed.last() {
             self.last_seq = last.seq;
-            self.metrics.last_seq.store(last.seq, Relaxed);
+            self.metrics.last_seq.fetch_max(last.seq, Relaxed);
         }
         for msg in &committed {
             self.metrics.stored.add(msg.kind, 1);

@@ -3,8 +3,9 @@
 //! client on either instance receives every message once, in seq order, also across a `kill -9`
 //! of one instance and a lost wake-up.
 //!
-//! They need PostgreSQL (TEST_DATABASE_URL): on SQLite a shared group is refused at start-up
-//! (`config.rs` tests that), so there they only say they were skipped.
+//! The two-instance tests need PostgreSQL (TEST_DATABASE_URL): on SQLite a shared group is
+//! refused at start-up (`config.rs` tests that), so there they only say they were skipped. The
+//! cluster view's liveness rule runs on both databases.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,8 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::Value;
 
 use crate::helpers::{
-    wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources, TcpProxy, WsClient,
+    spawn_app, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources, TcpProxy,
+    WsClient, TEST_INSTANCE,
 };
 
 /// 20 vehicles publishing QoS 1 at 5 Hz each.
@@ -375,4 +377,45 @@ async fn a_lost_wake_up_delays_but_loses_nothing() {
     );
     let distinct: BTreeSet<i64> = seen.iter().copied().collect();
     assert_eq!(distinct.len(), total);
+}
+
+#[actix_web::test]
+async fn the_cluster_view_lists_instances_with_a_recent_heartbeat_only() {
+    let mut app = spawn_app().await;
+    // Another instance's heartbeat 1 s old, and one that stopped heartbeating 60 s ago.
+    let now = chrono::Utc::now();
+    for (id, age) in [("gw-live", 1), ("gw-dead", 60)] {
+        let at = (now - chrono::Duration::seconds(age)).to_rfc3339();
+        let sql = format!(
+            "INSERT INTO gateway_instances (instance_id, client_id, shared_group, started_at, \
+             heartbeat_at, connections, messages_stored, frames_sent, stored_per_second, \
+             frames_per_second, last_seq) VALUES ('{id}', 'c-{id}', 'g', '{at}', '{at}', 3, 10, \
+             30, 1.5, 4.5, 10)"
+        );
+        app.db
+            .execute_raw(Statement::from_string(app.db.get_database_backend(), sql))
+            .await
+            .unwrap();
+    }
+    let _ws = app.connect_ws("/api/ws").await;
+    wait_for(
+        "this instance's heartbeat to count its connection",
+        || async {
+            let (status, cluster) = app.get("/api/cluster").await;
+            assert_eq!(status, 200, "{cluster}");
+            let instances = cluster["instances"].as_array().unwrap();
+            let ids: Vec<&str> = instances
+                .iter()
+                .map(|i| i["instance_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                ids,
+                ["gw-live", TEST_INSTANCE],
+                "the silent one is left out"
+            );
+            cluster["instance_id"] == TEST_INSTANCE && instances[1]["connections"] == 1
+        },
+    )
+    .await;
+    app.stop().await;
 }
