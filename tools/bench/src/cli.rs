@@ -25,7 +25,8 @@ pub struct Args {
     pub gateway: String,
 
     /// More instances of the same gateway (one MQTT_SHARED_GROUP, one database): clients are
-    /// spread round-robin over --gateway and these, and CPU is summed over all of them.
+    /// spread round-robin over --gateway and these; CPU, memory and counters (stored messages,
+    /// frames sent) are summed over all of them.
     #[arg(long, value_name = "URL")]
     pub also_gateway: Vec<String>,
 
@@ -211,9 +212,8 @@ impl Args {
         );
         anyhow::ensure!(self.read_buffer >= 512, "--read-buffer must be >= 512");
         anyhow::ensure!(
-            self.also_gateway.is_empty()
-                || (self.mqtt_subscribers == 0 && !self.idle && self.clients > 0),
-            "--also-gateway applies to the fan-out scenarios (WebSocket clients)"
+            self.also_gateway.is_empty() || (self.mqtt_subscribers == 0 && !self.idle),
+            "--also-gateway applies to the fan-out and ingest scenarios"
         );
         anyhow::ensure!(
             self.also_gateway_pid.is_empty()

@@ -126,6 +126,28 @@ impl GatewayCounters {
             active_connections: self.active_connections,
         }
     }
+
+    /// Two instances' counters as one.
+    pub fn sum(self, other: GatewayCounters) -> GatewayCounters {
+        GatewayCounters {
+            stored_vehicle_log: self.stored_vehicle_log + other.stored_vehicle_log,
+            frames_sent: self.frames_sent + other.frames_sent,
+            slow_clients_dropped: self.slow_clients_dropped + other.slow_clients_dropped,
+            acks_stale: self.acks_stale + other.acks_stale,
+            commit_failures: self.commit_failures + other.commit_failures,
+            rejected_total: self.rejected_total + other.rejected_total,
+            active_connections: self.active_connections + other.active_connections,
+        }
+    }
+}
+
+/// The counters of every instance in `gateways`, summed.
+pub async fn all_counters(gateways: &[(SocketAddr, String)]) -> Result<GatewayCounters> {
+    let mut total = GatewayCounters::default();
+    for (addr, host) in gateways {
+        total = total.sum(gateway_counters(*addr, host).await?);
+    }
+    Ok(total)
 }
 
 pub async fn gateway_counters(addr: SocketAddr, host: &str) -> Result<GatewayCounters> {

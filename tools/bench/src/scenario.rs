@@ -388,9 +388,7 @@ fn limits(rate: f64, achieved: f64, u: &Usage, threads: usize) -> Option<String>
 }
 
 async fn counters(env: &Env) -> Option<GatewayCounters> {
-    probe::gateway_counters(env.gateway, &env.gateway_authority)
-        .await
-        .ok()
+    probe::all_counters(&env.gateways()).await.ok()
 }
 
 async fn fan_out(args: &Args, env: &Env) -> Result<Vec<Report>> {
@@ -649,7 +647,7 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
     // Sample the stored count while publishing, for the peak rate.
     let (done_tx, mut done_rx) = watch::channel(false);
     let sampler = {
-        let (addr, host) = (env.gateway, env.gateway_authority.clone());
+        let gateways = env.gateways();
         tokio::spawn(async move {
             let mut samples = vec![(0.0, c0.stored_vehicle_log)];
             let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -658,7 +656,7 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
                     _ = tick.tick() => {}
                     _ = done_rx.changed() => break,
                 }
-                if let Ok(c) = probe::gateway_counters(addr, &host).await {
+                if let Ok(c) = probe::all_counters(&gateways).await {
                     samples.push((start.elapsed().as_secs_f64(), c.stored_vehicle_log));
                 }
             }
