@@ -58,13 +58,17 @@ async fn get(gateway: &GatewayProcess, path: &str) -> (u16, String) {
     )
 }
 
-/// Publishes `total` messages, `VEHICLES` at a time every 1/HZ s (vehicle ids 1..=20, the
-/// three types in turn, each payload distinct), waiting for the broker's acks.
-fn publish(url: String, prefix: String, total: usize) -> tokio::task::JoinHandle<()> {
+/// Publishes messages `messages` (indexes), `VEHICLES` at a time every 1/HZ s (vehicle ids
+/// 1..=20, the three types in turn, each index's payload distinct), waiting for the broker's acks.
+fn publish(
+    url: String,
+    prefix: String,
+    messages: std::ops::Range<usize>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut publisher = Publisher::connect(&url).await;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(1000 / HZ));
-        let mut i = 0;
+        let (mut i, total) = (messages.start, messages.end);
         while i < total {
             tick.tick().await;
             let round = (total - i).min(VEHICLES);
@@ -129,6 +133,28 @@ async fn rows_and_distinct(db: &DatabaseConnection) -> (i64, i64) {
     (rows, distinct)
 }
 
+/// Waits until `total` messages are stored, checks that they hold seqs 1..=total, each once (one
+/// gap-free seq across the writers), and that none was stored twice; returns them.
+async fn all_stored_once(db: &DatabaseConnection, total: usize) -> Vec<(i64, i64)> {
+    wait_for("every message to be stored", || async {
+        stored(db).await.len() >= total
+    })
+    .await;
+    let stored = stored(db).await;
+    let seqs: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "seqs 1..={total}, each once"
+    );
+    assert_eq!(
+        rows_and_distinct(db).await,
+        (total as i64, total as i64),
+        "none stored twice"
+    );
+    stored
+}
+
 /// Reads data frames until the client has seen seq `last`; returns their seqs in arrival order.
 async fn seqs_until(client: &mut WsClient, last: i64, seen: &mut Vec<i64>) {
     while seen.last().is_none_or(|s| *s < last) {
@@ -171,29 +197,12 @@ async fn two_instances_store_each_message_once_and_every_client_gets_all_in_seq_
     publish(
         resources.mqtt_url.clone().unwrap(),
         resources.prefix.clone(),
-        total,
+        0..total,
     )
     .await
     .expect("every publish was acknowledged by the broker");
     let db = Database::connect(&resources.database_url).await.unwrap();
-    wait_for("every message to be stored", || async {
-        stored(&db).await.len() >= total
-    })
-    .await;
-    let stored = stored(&db).await;
-
-    // One gap-free seq across both writers: 1..=total, each once.
-    let seqs: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
-    assert_eq!(
-        seqs,
-        (1..=total as i64).collect::<Vec<_>>(),
-        "seqs 1..={total}, each once"
-    );
-    assert_eq!(
-        rows_and_distinct(&db).await,
-        (total as i64, total as i64),
-        "none stored twice"
-    );
+    let stored = all_stored_once(&db, total).await;
 
     for (client, vehicle) in &mut clients {
         let want = expected(&stored, *vehicle);
@@ -266,7 +275,7 @@ async fn kill_9_of_one_instance_under_load_loses_nothing_and_its_clients_resume_
     let publishing = publish(
         resources.mqtt_url.clone().unwrap(),
         resources.prefix.clone(),
-        total,
+        0..total,
     );
     let db = Database::connect(&resources.database_url).await.unwrap();
     // A's client reads until the crash; what it saw last is where it resumes.
@@ -281,22 +290,7 @@ async fn kill_9_of_one_instance_under_load_loses_nothing_and_its_clients_resume_
     publishing
         .await
         .expect("every publish was acknowledged by the broker");
-    wait_for("every message to be stored", || async {
-        stored(&db).await.len() >= total
-    })
-    .await;
-    let stored = stored(&db).await;
-    let seqs: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
-    assert_eq!(
-        seqs,
-        (1..=total as i64).collect::<Vec<_>>(),
-        "seqs 1..={total}, each once"
-    );
-    assert_eq!(
-        rows_and_distinct(&db).await,
-        (total as i64, total as i64),
-        "none stored twice"
-    );
+    let stored = all_stored_once(&db, total).await;
 
     seqs_until(&mut resumed, total as i64, &mut seen_a).await;
     assert_eq!(
@@ -343,7 +337,7 @@ async fn a_lost_wake_up_delays_but_loses_nothing() {
     let first = publish(
         resources.mqtt_url.clone().unwrap(),
         resources.prefix.clone(),
-        total / 2,
+        0..total / 2,
     );
     let mut seen = Vec::new();
     seqs_until(&mut on_b, 20, &mut seen).await;
@@ -360,15 +354,11 @@ async fn a_lost_wake_up_delays_but_loses_nothing() {
     publish(
         resources.mqtt_url.clone().unwrap(),
         resources.prefix.clone(),
-        total / 2,
+        total / 2..total,
     )
     .await
     .unwrap();
-    wait_for("every message to be stored", || async {
-        stored(&db).await.len() >= total
-    })
-    .await;
-    let stored = stored(&db).await;
+    let stored = all_stored_once(&db, total).await;
     seqs_until(&mut on_b, total as i64, &mut seen).await;
     assert_eq!(
         seen,
