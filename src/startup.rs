@@ -137,6 +137,7 @@ impl Application {
                 tasks.spawn(cluster::listen(
                     settings.database_url.clone(),
                     db.clone(),
+                    instance.id.clone(),
                     announce,
                     shutdown.clone(),
                 ));
@@ -162,7 +163,7 @@ impl Application {
                 dedup_window: settings.dedup_window as i64,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
                 queue: STORE_QUEUE,
-                announce: sequencer.is_some(),
+                announce: sequencer.is_some().then(|| instance.id.clone()),
             },
             last_seq,
             shutdown.clone(),

@@ -16,8 +16,9 @@
 //!   with no gap, from whichever instance committed them. The database is the source of truth:
 //!   a seq the sequencer has not seen is read back from it.
 //! - **Wake-ups**: PostgreSQL `LISTEN/NOTIFY`. Each commit of a shared-group writer carries a
-//!   `NOTIFY seano_committed, '<last seq>'` in its own transaction, so the notification exists
-//!   only if the rows do, and it is delivered after the commit, in commit order. It was chosen
+//!   `NOTIFY seano_committed, '<last seq>:<instance>'` in its own transaction, so the
+//!   notification exists only if the rows do, and it is delivered after the commit, in commit
+//!   order (an instance skips its own: its writer hands it those batches). It was chosen
 //!   over a broker topic for exactly that: a broker message could arrive before the commit is
 //!   visible, or be published for a transaction that then failed. A wake-up is only a hint:
 //!   every [`POLL`] the sequencer also reads the cursor, and whenever the listener reconnects it
@@ -40,7 +41,7 @@ use crate::domain::{MessageType, StoredMessage};
 use crate::metrics::Metrics;
 use crate::store::replay::{self, Selection};
 
-/// The PostgreSQL notification channel a commit is announced on (payload: its last seq).
+/// The PostgreSQL notification channel a commit is announced on (payload: `<last seq>:<instance>`).
 pub const CHANNEL: &str = "seano_committed";
 /// How often the sequencer reads the cursor whatever the notifications say: the most a lost
 /// wake-up can delay a message.
@@ -191,12 +192,14 @@ impl Sequencer {
     }
 }
 
-/// Listens on [`CHANNEL`] and publishes the highest seq announced. Reconnects on its own after a
-/// lost connection, and then announces the cursor's value (notifications sent meanwhile are
-/// gone). Ends when `shutdown` is cancelled.
+/// Listens on [`CHANNEL`] and publishes the highest seq another instance announced (this
+/// instance's own commits reach the sequencer from its writer, so their notifications are left
+/// out). Reconnects on its own after a lost connection, and then announces the cursor's value
+/// (notifications sent meanwhile are gone). Ends when `shutdown` is cancelled.
 pub async fn listen(
     database_url: String,
     db: DatabaseConnection,
+    instance: String,
     announced: watch::Sender<i64>,
     shutdown: CancellationToken,
 ) {
@@ -222,11 +225,17 @@ pub async fn listen(
             }
             loop {
                 match listener.try_recv().await? {
-                    Some(n) => {
-                        if let Ok(seq) = n.payload().parse::<i64>() {
-                            announce(seq);
+                    Some(n) => match n.payload().split_once(':') {
+                        Some((_, from)) if from == instance => {}
+                        Some((seq, _)) => {
+                            if let Ok(seq) = seq.parse::<i64>() {
+                                announce(seq);
+                            }
                         }
-                    }
+                        None => {
+                            log::warn!("cluster: a notification of another shape: {}", n.payload())
+                        }
+                    },
                     // The connection dropped: catch up after reconnecting.
                     None => return Ok::<(), sea_orm::sqlx::Error>(()),
                 }

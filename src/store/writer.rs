@@ -86,9 +86,9 @@ pub struct WriterConfig {
     pub shutdown_timeout: Duration,
     /// How many messages may wait for the writer (the MQTT task holds the rest).
     pub queue: usize,
-    /// Announce each commit to the other instances (PostgreSQL NOTIFY on
-    /// [`crate::cluster::CHANNEL`], in the commit's transaction).
-    pub announce: bool,
+    /// In a shared group, this instance's id: each commit is announced to the other instances
+    /// (PostgreSQL NOTIFY on [`crate::cluster::CHANNEL`], in the commit's transaction).
+    pub announce: Option<String>,
 }
 
 pub struct Writer<R> {
@@ -203,7 +203,7 @@ impl<R: Send + 'static> Writer<R> {
         let mut failures = 0;
         let last_seq = self.last_seq;
         let window = self.config.dedup_window;
-        let announce = self.config.announce;
+        let announce = self.config.announce.as_deref();
         let started = std::time::Instant::now();
         let committed = loop {
             let busy;
@@ -305,7 +305,7 @@ impl<R> Writer<R> {
                     std::slice::from_mut(msg),
                     true,
                     dedup_floor,
-                    self.config.announce,
+                    self.config.announce.as_deref(),
                 )
                 .await
                 {
@@ -383,7 +383,7 @@ async fn write_batch<R>(
     batch: &[Incoming<R>],
     suspect_all: bool,
     dedup_floor: i64,
-    announce: bool,
+    announce: Option<&str>,
 ) -> Result<(Vec<StoredMessage>, usize), DbErr> {
     let txn = db.begin().await?;
 
@@ -690,21 +690,26 @@ async fn insert_rows<E: MessageTable>(
 /// number of writers (tasks or instances) commit in seq order with no gap: a second writer's
 /// `UPDATE` waits until the first has committed or rolled back, then reads what it left
 /// (`tests/api/cluster.rs` runs two instances on one PostgreSQL and checks every seq is taken
-/// once). With `announce`, the same statement queues a NOTIFY of the last seq, which PostgreSQL
-/// delivers to the other instances only once this transaction has committed.
-async fn reserve_seqs<C: ConnectionTrait>(txn: &C, n: i64, announce: bool) -> Result<i64, DbErr> {
+/// once). With `announce` (this instance's id), the same statement queues a NOTIFY of
+/// `<last seq>:<instance>`, which PostgreSQL delivers to the other instances only once this
+/// transaction has committed.
+async fn reserve_seqs<C: ConnectionTrait>(
+    txn: &C,
+    n: i64,
+    announce: Option<&str>,
+) -> Result<i64, DbErr> {
     if n == 0 {
         return Ok(0);
     }
     // `n` is a count we computed, not input: inlining it keeps one statement for both backends.
     let update = format!("UPDATE seq_cursor SET value = value + {n} WHERE id = 1 RETURNING value");
-    let sql = if announce {
-        format!(
-            "WITH c AS ({update}) SELECT value, pg_notify('{}', value::text) FROM c",
+    let sql = match announce {
+        // The instance id is checked at start-up to be letters, digits, '.', '_' and '-' only.
+        Some(instance) => format!(
+            "WITH c AS ({update}) SELECT value, pg_notify('{}', value::text || ':{instance}') FROM c",
             crate::cluster::CHANNEL
-        )
-    } else {
-        update
+        ),
+        None => update,
     };
     let row = txn
         .query_one_raw(Statement::from_string(txn.get_database_backend(), sql))
