@@ -37,16 +37,14 @@ pub async fn metrics(_: FleetAccess, state: web::Data<AppState>) -> HttpResponse
 /// The whole exposition; `connections` is the number of open WebSocket connections. Every
 /// sample carries `instance="<INSTANCE_ID>"`, so the series of several instances stay apart.
 pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
-    let mut out = String::with_capacity(4096);
-    let per_type = |out: &mut String, name: &str, help: &str, counts: &PerType| {
-        header(out, name, help, "counter");
+    let mut out = Exposition {
+        text: String::with_capacity(4096),
+        instance: escape_label(instance),
+    };
+    let per_type = |out: &mut Exposition, name: &str, help: &str, counts: &PerType| {
+        out.header(name, help, "counter");
         for kind in MessageType::ALL {
-            sample(
-                out,
-                name,
-                &[("type", kind.as_str())],
-                counts.get(kind) as f64,
-            );
+            out.sample(name, &[("type", kind.as_str())], counts.get(kind) as f64);
         }
     };
     per_type(
@@ -69,15 +67,13 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
     );
 
     let name = "seano_messages_rejected_total";
-    header(
-        &mut out,
+    out.header(
         name,
         "MQTT messages rejected (kept in rejected_messages), by reason.",
         "counter",
     );
     for reason in RejectReason::ALL {
-        sample(
-            &mut out,
+        out.sample(
             name,
             &[("reason", reason.as_str())],
             m.rejected(reason) as f64,
@@ -122,8 +118,8 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
         ),
     ];
     for (name, help, value) in counters {
-        header(&mut out, name, help, "counter");
-        sample(&mut out, name, &[], value as f64);
+        out.header(name, help, "counter");
+        out.sample(name, &[], value as f64);
     }
 
     let gauges: [(&str, &str, f64); 10] = [
@@ -179,8 +175,8 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
         ),
     ];
     for (name, help, value) in gauges {
-        header(&mut out, name, help, "gauge");
-        sample(&mut out, name, &[], value);
+        out.header(name, help, "gauge");
+        out.sample(name, &[], value);
     }
 
     for (name, help, h) in [
@@ -200,16 +196,14 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
             &m.broadcast_lag_seconds,
         ),
     ] {
-        histogram(&mut out, name, help, h);
+        out.histogram(name, help, h);
     }
-    header(
-        &mut out,
+    out.header(
         "seano_ingest_in_flight",
         "Messages handed to the store and not yet committed.",
         "gauge",
     );
-    sample(
-        &mut out,
+    out.sample(
         "seano_ingest_in_flight",
         &[],
         m.ingest_in_flight
@@ -218,31 +212,9 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
     );
 
     let name = "seano_build_info";
-    header(&mut out, name, "The gateway's version.", "gauge");
-    sample(
-        &mut out,
-        name,
-        &[("version", env!("CARGO_PKG_VERSION"))],
-        1.0,
-    );
-    with_instance(&out, instance)
-}
-
-/// Adds the `instance` label to every sample line of `text`.
-fn with_instance(text: &str, instance: &str) -> String {
-    let label = format!("instance=\"{}\"", escape_label(instance));
-    let mut out = String::with_capacity(text.len() + text.lines().count() * (label.len() + 3));
-    for line in text.lines() {
-        if line.starts_with('#') {
-            out.push_str(line);
-        } else if let Some((name, rest)) = line.split_once('{') {
-            let _ = write!(out, "{name}{{{label},{rest}");
-        } else if let Some((name, value)) = line.split_once(' ') {
-            let _ = write!(out, "{name}{{{label}}} {value}");
-        }
-        out.push('\n');
-    }
-    out
+    out.header(name, "The gateway's version.", "gauge");
+    out.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    out.text
 }
 
 fn flag(b: bool) -> f64 {
@@ -253,38 +225,41 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, h: &crate::metrics::Histogram) {
-    header(out, name, help, "histogram");
-    let (cumulative, sum) = h.snapshot();
-    let bucket = format!("{name}_bucket");
-    for (bound, count) in h.bounds.iter().zip(&cumulative) {
-        sample(out, &bucket, &[("le", &bound.to_string())], *count as f64);
-    }
-    let total = cumulative.last().copied().unwrap_or(0) as f64;
-    sample(out, &bucket, &[("le", "+Inf")], total);
-    sample(out, &format!("{name}_sum"), &[], sum);
-    sample(out, &format!("{name}_count"), &[], total);
+/// The exposition being written. Every sample carries the instance's label, so the series of
+/// several instances stay apart.
+struct Exposition {
+    text: String,
+    /// The escaped INSTANCE_ID.
+    instance: String,
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+impl Exposition {
+    fn histogram(&mut self, name: &str, help: &str, h: &crate::metrics::Histogram) {
+        self.header(name, help, "histogram");
+        let (cumulative, sum) = h.snapshot();
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in h.bounds.iter().zip(&cumulative) {
+            self.sample(&bucket, &[("le", &bound.to_string())], *count as f64);
         }
-        out.push('}');
+        let total = cumulative.last().copied().unwrap_or(0) as f64;
+        self.sample(&bucket, &[("le", "+Inf")], total);
+        self.sample(&format!("{name}_sum"), &[], sum);
+        self.sample(&format!("{name}_count"), &[], total);
     }
-    let _ = writeln!(out, " {value}");
+
+    fn header(&mut self, name: &str, help: &str, kind: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let _ = write!(self.text, "{name}{{instance=\"{}\"", self.instance);
+        for (k, v) in labels {
+            let _ = write!(self.text, ",{k}=\"{}\"", escape_label(v));
+        }
+        let _ = writeln!(self.text, "}} {value}");
+    }
 }
 
 /// Label values escape backslash, double quote and newline.
