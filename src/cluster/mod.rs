@@ -33,7 +33,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::gateway_instance;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, Iterable};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -304,18 +304,11 @@ pub async fn heartbeat(
         let result = gateway_instance::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(gateway_instance::Column::InstanceId)
-                    .update_columns([
-                        gateway_instance::Column::ClientId,
-                        gateway_instance::Column::SharedGroup,
-                        gateway_instance::Column::StartedAt,
-                        gateway_instance::Column::HeartbeatAt,
-                        gateway_instance::Column::Connections,
-                        gateway_instance::Column::MessagesStored,
-                        gateway_instance::Column::FramesSent,
-                        gateway_instance::Column::StoredPerSecond,
-                        gateway_instance::Column::FramesPerSecond,
-                        gateway_instance::Column::LastSeq,
-                    ])
+                    // Every column but the key: the row is the instance's latest word.
+                    .update_columns(
+                        gateway_instance::Column::iter()
+                            .filter(|c| !matches!(c, gateway_instance::Column::InstanceId)),
+                    )
                     .to_owned(),
             )
             .exec_without_returning(&db)
