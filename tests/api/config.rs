@@ -1,12 +1,13 @@
 //! Start-up configuration errors name the variable and the fix.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::net::TcpListener;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use seano_gateway::startup::Application;
 
-use crate::helpers::Resources;
+use crate::helpers::{Resources, DEADLINE};
 
 #[actix_web::test]
 async fn a_taken_http_port_names_http_addr() {
@@ -102,7 +103,7 @@ fn invalid_configuration_stops_start_up_with_the_variable_named() {
         ("MQTT_SHARED_GROUP", "a/b", "invalid MQTT_SHARED_GROUP"),
     ] {
         let dir = std::env::temp_dir();
-        let out = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
+        let child = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
             .current_dir(&dir)
             .env(var, value)
             .env(
@@ -126,10 +127,11 @@ fn invalid_configuration_stops_start_up_with_the_variable_named() {
                     )
                 },
             )
-            .output()
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
             .unwrap();
-        assert!(!out.status.success(), "{var}={value} must stop start-up");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = refused_at_start_up(child, &format!("{var}={value}"));
         assert!(stderr.contains(expected), "{var}={value}: {stderr}");
     }
 }
@@ -154,15 +156,43 @@ fn a_shared_group_without_postgresql_or_an_external_broker_is_refused_with_the_f
         if let Some(url) = broker {
             cmd.env("MQTT_URL", url);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            !out.status.success(),
-            "{database} {broker:?} must stop start-up"
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = refused_at_start_up(child, &format!("{database} {broker:?}"));
         assert!(
             stderr.contains("invalid MQTT_SHARED_GROUP") && stderr.contains(expected),
             "{database} {broker:?}: {stderr}"
         );
     }
+}
+
+/// Waits for `child` to exit with a failure and returns its stderr. A gateway that starts
+/// instead (the setting was not refused) is killed and the test fails, rather than waiting for
+/// a server that never exits.
+fn refused_at_start_up(mut child: Child, what: &str) -> String {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: the gateway started; start-up must be refused");
+        }
+        // Polling a child process: std offers no wait with a deadline.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{what} must stop start-up");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
 }
