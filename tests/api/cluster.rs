@@ -13,8 +13,8 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::Value;
 
 use crate::helpers::{
-    spawn_app, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources, TcpProxy,
-    WsClient, TEST_INSTANCE,
+    numbered_message, spawn_app, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources,
+    TcpProxy, WsClient, TEST_INSTANCE,
 };
 
 /// 20 vehicles publishing QoS 1 at 5 Hz each.
@@ -74,17 +74,7 @@ fn publish(
             let round = (total - i).min(VEHICLES);
             for _ in 0..round {
                 let vehicle = i % VEHICLES + 1;
-                let (kind, payload) = match (i / VEHICLES) % 3 {
-                    0 => ("raw_log", format!("line {i}")),
-                    1 => (
-                        "sensor_log",
-                        format!(r#"{{"sensor_id":1,"data":{{"n":{i}}}}}"#),
-                    ),
-                    _ => (
-                        "vehicle_log",
-                        format!(r#"{{"mode":"AUTO","latitude":{}}}"#, i as f64 / 1e4),
-                    ),
-                };
+                let (kind, payload) = numbered_message(i / VEHICLES, i);
                 publisher
                     .send(&format!("{prefix}/{vehicle}/{kind}"), payload.into_bytes())
                     .await;

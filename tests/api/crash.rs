@@ -3,7 +3,9 @@
 
 use sea_orm::{ConnectionTrait, Database, Statement};
 
-use crate::helpers::{wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources};
+use crate::helpers::{
+    numbered_message, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources,
+};
 
 #[actix_web::test]
 async fn kill_9_under_qos1_traffic_then_restart_stores_every_message_exactly_once() {
@@ -51,17 +53,7 @@ async fn kill_9_under_qos1_traffic_then_restart_stores_every_message_exactly_onc
     let mut publisher = Publisher::connect(resources.mqtt_url.as_deref().unwrap()).await;
     let publishing = tokio::spawn(async move {
         for i in 0..total {
-            let (kind, payload) = match i % 3 {
-                0 => ("raw_log", format!("msg-{i:05}")),
-                1 => (
-                    "sensor_log",
-                    format!(r#"{{"sensor_id":1,"data":{{"n":{i}}}}}"#),
-                ),
-                _ => (
-                    "vehicle_log",
-                    format!(r#"{{"mode":"AUTO","latitude":{}}}"#, i as f64 / 1000.0),
-                ),
-            };
+            let (kind, payload) = numbered_message(i, i);
             publisher
                 .send(&format!("{prefix}/1/{kind}"), payload.into_bytes())
                 .await;

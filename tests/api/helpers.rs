@@ -322,6 +322,22 @@ impl Publisher {
     }
 }
 
+/// Message `n` of a test's traffic: the type `kind % 3` picks (raw_log, sensor_log, vehicle_log)
+/// and a payload of that type that no other `n` shares. Returns the topic's type and the payload.
+pub fn numbered_message(kind: usize, n: usize) -> (&'static str, String) {
+    match kind % 3 {
+        0 => ("raw_log", format!("msg-{n:05}")),
+        1 => (
+            "sensor_log",
+            format!(r#"{{"sensor_id":1,"data":{{"n":{n}}}}}"#),
+        ),
+        _ => (
+            "vehicle_log",
+            format!(r#"{{"mode":"AUTO","latitude":{}}}"#, n as f64 / 1e4),
+        ),
+    }
+}
+
 /// A WebSocket client that reads JSON frames with a deadline and answers pings.
 pub struct WsClient {
     framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
