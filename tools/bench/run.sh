@@ -151,7 +151,8 @@ fresh_pg() {
     psql "$base/postgres" -qAtc "CREATE DATABASE \"$name\"" >/dev/null 2>&1
 }
 
-# scenario KEY NAME DB(sqlite|pg|none) BROKER_URL|private BENCH_ARGS...
+# scenario KEY NAME DB(sqlite|pg|pg-pair|none) BROKER_URL|private BENCH_ARGS...
+# pg-pair: two gateways on PostgreSQL in one MQTT_SHARED_GROUP, the clients split between them.
 scenario() {
   local key=$1 name=$2 db=$3 broker=$4
   shift 4
@@ -169,57 +170,25 @@ scenario() {
     sqlite)
       start_gateway "sqlite://$OUT/scenario-$SCEN.db?mode=rwc" "$broker" "$prefix"
       gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID") ;;
-    pg)
+    pg|pg-pair)
       if ! fresh_pg; then
         log "skipped: cannot create the PostgreSQL database of $PG_URL"
         stop_private_broker
         return 0
       fi
-      start_gateway "$PG_URL" "$broker" "$prefix"
-      gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID") ;;
+      if [[ "$db" == pg ]]; then
+        start_gateway "$PG_URL" "$broker" "$prefix"
+        gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID")
+      else
+        GW_TAG=-b start_gateway "$PG_URL" "$broker" "$prefix" INSTANCE_ID=b MQTT_SHARED_GROUP=bench
+        local second_http=$GW_HTTP second_pid=$GW_PID
+        GW_TAG=-a start_gateway "$PG_URL" "$broker" "$prefix" INSTANCE_ID=a MQTT_SHARED_GROUP=bench
+        GW2_PID=$second_pid
+        gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID"
+                 --also-gateway "$second_http" --also-gateway-pid "$second_pid")
+      fi ;;
     none) ;;
   esac
-  log "bench --name '$name' --broker $broker --prefix $prefix ${gw_args[*]} $*"
-  if ! "$BENCH" --json --name "$name" --broker "$broker" --prefix "$prefix" "${gw_args[@]}" "$@" >"$out"; then
-    log "scenario $SCEN failed; gateway log: $OUT/gateway-$SCEN.log"
-    rm -f "$out"
-  fi
-  stop_gateway
-  stop_private_broker
-  [[ "$broker" == "$MQTT_URL" && "$db" != none ]] && forget_session "$broker"
-  return 0
-}
-
-# cluster_scenario KEY NAME INSTANCES BROKER_URL|private BENCH_ARGS...: INSTANCES (1 or 2)
-# gateways on PostgreSQL; with 2, both in one MQTT_SHARED_GROUP and the clients split between
-# them.
-cluster_scenario() {
-  local key=$1 name=$2 instances=$3 broker=$4
-  shift 4
-  [[ "$key" =~ $ONLY ]] || return 0
-  SCEN=$((SCEN + 1))
-  if ! fresh_pg; then
-    log "skipped: cannot create the PostgreSQL database of $PG_URL"
-    return 0
-  fi
-  if [[ "$broker" == private ]]; then
-    start_private_broker
-    broker=$PRIVATE_URL
-  fi
-  local prefix="bench${RUN}s${SCEN}" out
-  out="$OUT/$(printf '%02d' "$SCEN")-$key.json"
-  log "scenario $SCEN: $name"
-  local gw_args=()
-  if (( instances == 1 )); then
-    start_gateway "$PG_URL" "$broker" "$prefix" INSTANCE_ID=one
-    gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID")
-  else
-    GW_TAG=-b start_gateway "$PG_URL" "$broker" "$prefix" INSTANCE_ID=b MQTT_SHARED_GROUP=bench
-    local second_http=$GW_HTTP second_pid=$GW_PID
-    GW_TAG=-a start_gateway "$PG_URL" "$broker" "$prefix" INSTANCE_ID=a MQTT_SHARED_GROUP=bench
-    GW2_PID=$second_pid
-    gw_args=(--gateway "$GW_HTTP" --gateway-pid "$GW_PID" --also-gateway "$second_http" --also-gateway-pid "$second_pid")
-  fi
   log "bench --name '$name' --broker $broker --prefix $prefix ${gw_args[*]} $*"
   if ! "$BENCH" --json --name "$name" --broker "$broker" --prefix "$prefix" "${gw_args[@]}" "$@" >"$out"; then
     log "scenario $SCEN failed; gateway logs: $OUT/gateway-$SCEN*.log"
@@ -227,7 +196,7 @@ cluster_scenario() {
   fi
   stop_gateway
   stop_private_broker
-  [[ "$broker" == "$MQTT_URL" ]] && forget_session "$broker"
+  [[ "$broker" == "$MQTT_URL" && "$db" != none ]] && forget_session "$broker"
   return 0
 }
 
@@ -263,13 +232,13 @@ scenario idle "idle: ${IDLE_CLIENTS} clients, heartbeats on" sqlite "$MQTT_URL" 
   --idle --clients "$IDLE_CLIENTS" --duration "$IDLE_DUR" --warmup 2
 scenario slow "slow consumers: fan-out with ${SLOW_RATIO} of clients not reading" sqlite "$MQTT_URL" \
   --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$SLOW_DUR" --slow-ratio "$SLOW_RATIO"
-cluster_scenario cluster-ingest-one "ingest: ${INGEST_PUBS} vehicles QoS 1, one instance, PostgreSQL (tuned Mosquitto)" 1 private \
+scenario cluster-ingest-one "ingest: ${INGEST_PUBS} vehicles QoS 1, one instance, PostgreSQL (tuned Mosquitto)" pg private \
   --clients 0 --publishers "$INGEST_PUBS" --qos 1 --rate "$INGEST_RATE" --duration "$INGEST_DUR" --drain 5
-cluster_scenario cluster-ingest-two "ingest: ${INGEST_PUBS} vehicles QoS 1, two instances sharing it, PostgreSQL (tuned Mosquitto)" 2 private \
+scenario cluster-ingest-two "ingest: ${INGEST_PUBS} vehicles QoS 1, two instances sharing it, PostgreSQL (tuned Mosquitto)" pg-pair private \
   --clients 0 --publishers "$INGEST_PUBS" --qos 1 --rate "$INGEST_RATE" --duration "$INGEST_DUR" --drain 5
-cluster_scenario cluster-one "one instance: ${CLIENTS} clients on /api/ws, ${RATE} msg/s, PostgreSQL" 1 "$MQTT_URL" \
+scenario cluster-one "one instance: ${CLIENTS} clients on /api/ws, ${RATE} msg/s, PostgreSQL" pg "$MQTT_URL" \
   --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
-cluster_scenario cluster-two "two instances, one shared group: ${CLIENTS} clients split, ${RATE} msg/s, PostgreSQL" 2 "$MQTT_URL" \
+scenario cluster-two "two instances, one shared group: ${CLIENTS} clients split, ${RATE} msg/s, PostgreSQL" pg-pair "$MQTT_URL" \
   --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
 scenario baseline "MQTT baseline: ${CLIENTS} MQTT subscribers, ${RATE} msg/s (no gateway)" none "$MQTT_URL" \
   --mqtt-subscribers "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
