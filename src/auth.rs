@@ -30,6 +30,28 @@ impl Scope {
     }
 }
 
+/// What a valid credential grants: the vehicles, whether it may send commands, and who it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub scope: Scope,
+    /// Command rights: a static token's `:commands` flag, a JWT's `"commands": true` claim.
+    pub commands: bool,
+    /// Who: a JWT's `sub`, `token N` (the Nth entry of `AUTH_TOKENS`), or `local` with access
+    /// control off.
+    pub subject: String,
+}
+
+impl Grant {
+    /// With access control off: everything, as `local`.
+    pub fn local() -> Grant {
+        Grant {
+            scope: Scope::AllVehicles,
+            commands: true,
+            subject: "local".into(),
+        }
+    }
+}
+
 /// Why a request was refused: `Unauthenticated` is HTTP 401, `Forbidden` 403.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -90,6 +112,15 @@ impl OriginPolicy {
         Ok(OriginPolicy::Listed(list))
     }
 
+    /// Whether a browser page from `origin` may send commands: as [`Self::allows`], except that
+    /// `*` opens reading only; commands then come from the gateway's own origin or loopback.
+    pub fn allows_commands(&self, origin: &str, host: Option<&str>) -> bool {
+        match self {
+            OriginPolicy::Any => OriginPolicy::Loopback.allows(origin, host),
+            other => other.allows(origin, host),
+        }
+    }
+
     /// Whether a browser page from `origin` may use a gateway reached as `host` (the request's
     /// `Host` header).
     pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
@@ -123,16 +154,17 @@ impl OriginPolicy {
 
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
-    /// SHA-256 of each static token, with its scope: compared digest to digest, every entry,
-    /// so the time taken says nothing about a token's length or which entry matched.
-    tokens: Vec<([u8; 32], Scope)>,
+    /// SHA-256 of each static token, with what it grants: compared digest to digest, every
+    /// entry, so the time taken says nothing about a token's length or which entry matched.
+    tokens: Vec<([u8; 32], Grant)>,
     jwt_secret: Option<Vec<u8>>,
     origins: OriginPolicy,
 }
 
 impl Auth {
-    /// `tokens`: entries separated by commas or spaces, each `TOKEN` (every vehicle) or
-    /// `TOKEN:1+2+3` (only those vehicles). `origins`: comma-separated, e.g.
+    /// `tokens`: entries separated by commas or spaces, each `TOKEN` (every vehicle),
+    /// `TOKEN:1+2+3` (only those vehicles), with `:commands` after either (`TOKEN:*:commands`,
+    /// `TOKEN:1+2:commands`) for command rights. `origins`: comma-separated, e.g.
     /// `https://ops.example.org,http://localhost:5173`.
     pub fn new(
         tokens: Option<&str>,
@@ -140,31 +172,50 @@ impl Auth {
         origins: Option<&str>,
     ) -> Result<Auth, String> {
         let mut parsed = Vec::new();
-        for entry in tokens
+        for (n, entry) in tokens
             .unwrap_or("")
             .split([',', ' ', '\n'])
             .filter(|e| !e.trim().is_empty())
+            .enumerate()
         {
-            let entry = entry.trim();
-            let (token, scope) = match entry.split_once(':') {
-                None => (entry, Scope::AllVehicles),
-                Some((token, ids)) => {
-                    let ids = ids
-                        .split('+')
+            let mut parts = entry.trim().split(':');
+            // unwrap: split yields at least one part.
+            let token = parts.next().unwrap();
+            let mut rest: Vec<&str> = parts.collect();
+            let commands = rest.last() == Some(&"commands");
+            if commands {
+                rest.pop();
+            }
+            let scope = match rest.as_slice() {
+                [] | ["*"] => Scope::AllVehicles,
+                [ids] => Scope::Vehicles(
+                    ids.split('+')
                         .map(|id| id.parse::<i64>().ok().filter(|v| *v > 0))
                         .collect::<Option<BTreeSet<i64>>>()
                         .ok_or_else(|| {
                             format!(
-                                "'{ids}' after '{token}:' is not a list of vehicle ids like 1+2+3"
+                                "'{ids}' after '{token}:' is not * or a list of vehicle ids like 1+2+3"
                             )
-                        })?;
-                    (token, Scope::Vehicles(ids))
+                        })?,
+                ),
+                _ => {
+                    return Err(format!(
+                        "'{token}:{}' is not TOKEN, TOKEN:1+2+3, TOKEN:*:commands or TOKEN:1+2+3:commands",
+                        rest.join(":")
+                    ))
                 }
             };
             if token.len() < 8 {
                 return Err(format!("token '{token}' is shorter than 8 characters"));
             }
-            parsed.push((token.to_owned(), scope));
+            parsed.push((
+                token.to_owned(),
+                Grant {
+                    scope,
+                    commands,
+                    subject: format!("token {}", n + 1),
+                },
+            ));
         }
         let jwt_secret = match jwt_secret.filter(|s| !s.is_empty()) {
             Some(s) if s.len() < 16 => {
@@ -176,7 +227,7 @@ impl Auth {
         Ok(Auth {
             tokens: parsed
                 .into_iter()
-                .map(|(token, scope)| (digest(&token), scope))
+                .map(|(token, grant)| (digest(&token), grant))
                 .collect(),
             jwt_secret,
             origins,
@@ -204,14 +255,14 @@ impl Auth {
         }
     }
 
-    /// The scope of the presented credential (every vehicle when auth is off).
+    /// What the presented credential grants (everything, as `local`, when auth is off).
     pub fn authenticate(
         &self,
         credential: Option<&str>,
         now_unix: i64,
-    ) -> Result<Scope, AuthError> {
+    ) -> Result<Grant, AuthError> {
         if !self.enabled() {
-            return Ok(Scope::AllVehicles);
+            return Ok(Grant::local());
         }
         let credential = credential.filter(|c| !c.is_empty()).ok_or_else(|| {
             AuthError::Unauthenticated(
@@ -220,13 +271,13 @@ impl Auth {
         })?;
         let presented = digest(credential);
         let mut matched = None;
-        for (token, scope) in &self.tokens {
+        for (token, grant) in &self.tokens {
             if digest_eq(token, &presented) && matched.is_none() {
-                matched = Some(scope);
+                matched = Some(grant);
             }
         }
-        if let Some(scope) = matched {
-            return Ok(scope.clone());
+        if let Some(grant) = matched {
+            return Ok(grant.clone());
         }
         match &self.jwt_secret {
             Some(secret) if credential.matches('.').count() == 2 => {
@@ -248,8 +299,8 @@ fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// Verifies an HS256 JWT: signature, `exp` (required), `nbf` (if present); the optional
-/// `vehicles` claim (array of ids) limits the scope.
-fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Scope, AuthError> {
+/// `vehicles` claim (array of ids) limits the scope, `"commands": true` grants command rights.
+fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Grant, AuthError> {
     let invalid = |why: &str| AuthError::Unauthenticated(format!("the token is not valid: {why}"));
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = token.split('.');
@@ -288,16 +339,28 @@ fn verify_jwt(secret: &[u8], token: &str, now: i64) -> Result<Scope, AuthError> 
     if claims["nbf"].as_i64().is_some_and(|nbf| now < nbf) {
         return Err(invalid("not valid yet (nbf)"));
     }
-    match &claims["vehicles"] {
-        serde_json::Value::Null => Ok(Scope::AllVehicles),
+    let scope = match &claims["vehicles"] {
+        serde_json::Value::Null => Scope::AllVehicles,
         serde_json::Value::Array(ids) => ids
             .iter()
             .map(|v| v.as_i64().filter(|id| *id > 0))
             .collect::<Option<BTreeSet<i64>>>()
             .map(Scope::Vehicles)
-            .ok_or_else(|| invalid("vehicles must be an array of vehicle ids")),
-        _ => Err(invalid("vehicles must be an array of vehicle ids")),
-    }
+            .ok_or_else(|| invalid("vehicles must be an array of vehicle ids"))?,
+        _ => return Err(invalid("vehicles must be an array of vehicle ids")),
+    };
+    let commands = match &claims["commands"] {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        _ => return Err(invalid("commands must be true or false")),
+    };
+    Ok(Grant {
+        scope,
+        commands,
+        subject: claims["sub"]
+            .as_str()
+            .map_or_else(|| "jwt".to_owned(), |s| format!("jwt:{s}")),
+    })
 }
 
 /// Makes an HS256 JWT (for tests and the README's example).
@@ -321,15 +384,34 @@ mod tests {
 
     #[test]
     fn static_tokens_carry_their_scope() {
-        let auth = Auth::new(Some("admin-token-1, boat7-token:7+9"), None, None).unwrap();
+        let auth = Auth::new(
+            Some("admin-token-1, boat7-token:7+9, ops-token-1:*:commands, pilot7-token:7:commands"),
+            None,
+            None,
+        )
+        .unwrap();
+        let grant = |t| {
+            auth.authenticate(Some(t), 0)
+                .map(|g| (g.scope, g.commands, g.subject))
+        };
         assert_eq!(
-            auth.authenticate(Some("admin-token-1"), 0),
-            Ok(Scope::AllVehicles)
+            grant("admin-token-1"),
+            Ok((Scope::AllVehicles, false, "token 1".into()))
         );
         assert_eq!(
-            auth.authenticate(Some("boat7-token"), 0),
-            Ok(Scope::Vehicles([7, 9].into()))
+            grant("boat7-token"),
+            Ok((Scope::Vehicles([7, 9].into()), false, "token 2".into()))
         );
+        assert_eq!(
+            grant("ops-token-1"),
+            Ok((Scope::AllVehicles, true, "token 3".into()))
+        );
+        assert_eq!(
+            grant("pilot7-token"),
+            Ok((Scope::Vehicles([7].into()), true, "token 4".into()))
+        );
+        assert!(Auth::new(Some("long-enough:1:2:commands"), None, None).is_err());
+        assert!(Auth::new(Some("long-enough:1:write"), None, None).is_err());
         assert!(matches!(
             auth.authenticate(Some("nope-nope-nope"), 0),
             Err(AuthError::Unauthenticated(_))
@@ -348,14 +430,25 @@ mod tests {
         let good = sign_jwt(SECRET, &json!({"sub": "ops", "exp": 2000, "vehicles": [3]}));
         assert_eq!(
             auth.authenticate(Some(&good), 1000),
-            Ok(Scope::Vehicles([3].into()))
+            Ok(Grant {
+                scope: Scope::Vehicles([3].into()),
+                commands: false,
+                subject: "jwt:ops".into()
+            })
         );
+        let pilot = sign_jwt(SECRET, &json!({"exp": 2000, "commands": true}));
+        assert!(auth.authenticate(Some(&pilot), 1000).unwrap().commands);
+        let odd = sign_jwt(SECRET, &json!({"exp": 2000, "commands": "yes"}));
+        assert!(auth.authenticate(Some(&odd), 1000).is_err());
         assert_eq!(
             auth.authenticate(Some(&good), 2000),
             Err(AuthError::Unauthenticated("the token has expired".into()))
         );
         let all = sign_jwt(SECRET, &json!({"exp": 2000}));
-        assert_eq!(auth.authenticate(Some(&all), 1000), Ok(Scope::AllVehicles));
+        assert_eq!(
+            auth.authenticate(Some(&all), 1000).map(|g| g.scope),
+            Ok(Scope::AllVehicles)
+        );
         let forged = sign_jwt(b"another-secret-0000", &json!({"exp": 2000}));
         assert!(auth.authenticate(Some(&forged), 1000).is_err());
         let no_exp = sign_jwt(SECRET, &json!({"sub": "x"}));
@@ -418,6 +511,15 @@ mod tests {
             .is_err());
         let any = Auth::new(None, None, Some("*")).unwrap();
         assert_eq!(any.origins(), &OriginPolicy::Any);
+        assert!(!any
+            .origins()
+            .allows_commands("https://evil.example", Some("gw:8000")));
+        assert!(any
+            .origins()
+            .allows_commands("http://gw:8000", Some("gw:8000")));
+        assert!(!listed
+            .origins()
+            .allows_commands("https://evil.example", None));
         assert!(any.check_origin(Some("https://evil.example"), None).is_ok());
         assert!(Auth::new(None, None, Some("*, https://a.example")).is_err());
         assert!(Auth::new(None, None, Some("ops.example.org")).is_err());

@@ -29,6 +29,10 @@ pub mod defaults {
     pub const WS_CLIENT_BURST: u64 = 40;
     pub const DEDUP_WINDOW: u64 = 100_000;
     pub const INGEST_STALL_SECS: u64 = 30;
+    pub const COMMANDS: &str = "ARM,FORCE_ARM,DISARM,FORCE_DISARM,AUTO,MANUAL,HOLD,LOITER,RTL";
+    pub const COMMAND_TIMEOUT_MS: u64 = seano_wire::command::DEFAULT_TIMEOUT_MS;
+    pub const COMMAND_RATE: u64 = 2;
+    pub const COMMAND_BURST: u64 = 5;
 }
 
 /// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
@@ -157,7 +161,8 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub dedup_window: u64,
 
-    /// Static API tokens, comma-separated: `TOKEN` (every vehicle) or `TOKEN:1+2` (those vehicles).
+    /// Static API tokens, comma-separated: `TOKEN` (every vehicle) or `TOKEN:1+2` (those vehicles),
+    /// read only; `TOKEN:*:commands` / `TOKEN:1+2:commands` may also send commands.
     /// Setting this or AUTH_JWT_SECRET turns access control on.
     #[arg(
         long,
@@ -167,7 +172,8 @@ pub struct Settings {
     )]
     pub auth_tokens: Option<String>,
 
-    /// Secret for HS256 JWTs (claims: `exp` required, `vehicles` optional list of ids).
+    /// Secret for HS256 JWTs (claims: `exp` required, `vehicles` optional list of ids,
+    /// `commands: true` for command rights, `sub` names the sender).
     #[arg(
         long,
         env = "AUTH_JWT_SECRET",
@@ -185,6 +191,31 @@ pub struct Settings {
     #[arg(long, env = "INGEST_STALL_SECS", value_name = "INGEST_STALL_SECS", default_value_t = defaults::INGEST_STALL_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ingest_stall_secs: u64,
+
+    /// The commands a vehicle may be sent, comma-separated (anything else is refused).
+    #[arg(long, env = "COMMANDS", value_name = "COMMANDS", default_value = defaults::COMMANDS)]
+    pub commands: String,
+
+    /// Milliseconds to wait for a vehicle's answer to a command (a command may ask for another).
+    #[arg(long, env = "COMMAND_TIMEOUT_MS", value_name = "COMMAND_TIMEOUT_MS", default_value_t = defaults::COMMAND_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub command_timeout_ms: u64,
+
+    /// Commands per second one vehicle may be sent on average; more are refused.
+    #[arg(long, env = "COMMAND_RATE", value_name = "COMMAND_RATE", default_value_t = defaults::COMMAND_RATE,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub command_rate: u64,
+
+    /// Commands one vehicle may be sent in a burst above COMMAND_RATE.
+    #[arg(long, env = "COMMAND_BURST", value_name = "COMMAND_BURST", default_value_t = defaults::COMMAND_BURST,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub command_burst: u64,
+
+    /// With access control off, accept commands even though HTTP_ADDR is not loopback (anyone
+    /// who reaches the port can then command the fleet).
+    #[arg(long, env = "COMMANDS_WITHOUT_AUTH", value_name = "COMMANDS_WITHOUT_AUTH", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub commands_without_auth: bool,
 
     /// Seconds a graceful shutdown may spend committing what is in flight.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
@@ -297,6 +328,11 @@ impl Settings {
             problem,
             fix: "Use AUTH_TOKENS=\"long-random-token,boat-token:7+8\" and/or a 16+ byte AUTH_JWT_SECRET",
         })?;
+        self.command_names().map_err(|problem| ConfigError {
+            variable: "COMMANDS",
+            problem,
+            fix: "Use comma-separated names of A-Z, 0-9 and '_', such as ARM,DISARM,RTL",
+        })?;
         if self.ws_client_timeout_secs <= self.ws_heartbeat_secs {
             return Err(ConfigError {
                 variable: "WS_CLIENT_TIMEOUT_SECS",
@@ -330,6 +366,39 @@ impl Settings {
         match &self.mqtt_shared_group {
             Some(_) => format!("{}-{}", self.mqtt_client_id, self.instance_id()),
             None => self.mqtt_client_id.clone(),
+        }
+    }
+
+    /// COMMANDS as a list.
+    pub fn command_names(&self) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for name in self.commands.split(',').map(str::trim) {
+            seano_wire::command::check_command_name(name)?;
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Whether commands may be sent with this configuration, and the reason if not: with
+    /// access control off, only on a loopback HTTP address or with COMMANDS_WITHOUT_AUTH.
+    pub fn commands_open(&self) -> Result<(), String> {
+        let auth_on = self
+            .auth_tokens
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty())
+            || self
+                .auth_jwt_secret
+                .as_deref()
+                .is_some_and(|s| !s.is_empty());
+        if auth_on || self.http_addr.ip().is_loopback() || self.commands_without_auth {
+            Ok(())
+        } else {
+            Err(format!(
+                "commands are off: access control is off and HTTP_ADDR {} is not loopback; set AUTH_TOKENS (with :commands) or AUTH_JWT_SECRET, or COMMANDS_WITHOUT_AUTH=true",
+                self.http_addr
+            ))
         }
     }
 

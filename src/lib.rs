@@ -7,6 +7,8 @@
 //! - [`auth`]: tokens, JWTs, vehicle scopes and the Origin allow-list.
 //! - [`cluster`]: several instances on one broker and one PostgreSQL: the sequencer that feeds
 //!   the hub every instance's commits in seq order, LISTEN/NOTIFY wake-ups, heartbeats.
+//! - [`commands`]: commands to vehicles: accepted, stored, published, followed to a final
+//!   state; each state change a stored `command_status` message with a seq.
 //! - [`config`]: settings from flags, environment and `.env`.
 //! - [`startup`]: builds and runs the application; graceful shutdown.
 //! - [`domain`]: the committed message the store hands the hub; the wire types, re-exported.
@@ -22,11 +24,14 @@
 //! # Data flow
 //! `mqtt` (poll, decode) → bounded queue → `store` (batch, commit) → `hub` (serialize once,
 //! try_send to each client) → `ws` session → socket. The store hands each committed message's
-//! receipt back to `mqtt`, which acknowledges it to the broker. In a shared group the store
-//! hands its commits to `cluster`'s sequencer, which adds the other instances' and feeds the hub.
+//! receipt back to `mqtt`, which acknowledges it to the broker. The store and `commands` hand
+//! their commits to `cluster`'s sequencer, which adds the other instances' (in a shared group)
+//! and feeds the hub every seq in order. Commands go `commands` → `mqtt` (publish) → boat; the
+//! boat's ack comes back through `mqtt` → `store` like telemetry.
 
 pub mod auth;
 pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod http;

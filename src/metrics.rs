@@ -13,7 +13,7 @@ use crate::domain::{MessageType, RejectReason};
 
 /// One counter per message type.
 #[derive(Default)]
-pub struct PerType([AtomicU64; 3]);
+pub struct PerType([AtomicU64; MessageType::ALL.len()]);
 
 impl PerType {
     pub fn add(&self, kind: MessageType, n: u64) {
@@ -29,6 +29,7 @@ impl PerType {
             raw_log: self.get(MessageType::RawLog),
             sensor_log: self.get(MessageType::SensorLog),
             vehicle_log: self.get(MessageType::VehicleLog),
+            command_status: self.get(MessageType::CommandStatus),
         }
     }
 }
@@ -39,6 +40,8 @@ pub struct TypeCounts {
     pub raw_log: u64,
     pub sensor_log: u64,
     pub vehicle_log: u64,
+    /// Command state changes (a boat's answers, for `received`).
+    pub command_status: u64,
 }
 
 /// A Prometheus-style histogram with fixed bounds, lock-free.
@@ -192,6 +195,10 @@ pub struct Metrics {
     /// Messages other instances committed, read back from the database for this instance's
     /// clients (shared group only).
     pub cluster_read: AtomicU64,
+    /// Commands accepted (stored and handed to the broker).
+    pub commands_accepted: AtomicU64,
+    /// Commands refused by the per-vehicle rate limit.
+    pub commands_refused: AtomicU64,
     /// Seconds per batch commit (write and commit of one transaction).
     pub commit_seconds: Histogram,
     /// Messages per committed batch.
@@ -222,6 +229,8 @@ impl Default for Metrics {
             rejected: Default::default(),
             frames_sent: AtomicU64::new(0),
             cluster_read: AtomicU64::new(0),
+            commands_accepted: AtomicU64::new(0),
+            commands_refused: AtomicU64::new(0),
             slow_clients_dropped: AtomicU64::new(0),
             clients_caught_up: AtomicU64::new(0),
             ingest_backlog: AtomicU64::new(0),

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::{self, Instance, Sequencer};
+use crate::commands::{CommandSettings, Commands};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
@@ -127,31 +128,69 @@ impl Application {
         );
         let (client, eventloop) = rumqttc::AsyncClient::new(options, ACK_CAPACITY);
         let (receipts, receipts_back) = tokio::sync::mpsc::unbounded_channel();
-        // A lone instance's writer feeds the hub; in a shared group the sequencer does, with
-        // every instance's commits.
-        let (feed, sequencer) = match &settings.mqtt_shared_group {
-            None => (hub_handle.feed(), None),
-            Some(_) => {
-                let (feed, local) = tokio::sync::mpsc::channel(64);
-                let (announce, announced) = tokio::sync::watch::channel(last_seq);
-                tasks.spawn(cluster::listen(
-                    settings.database_url.clone(),
-                    db.clone(),
-                    instance.id.clone(),
-                    announce,
-                    shutdown.clone(),
-                ));
-                let sequencer = Sequencer::new(
-                    db.clone(),
-                    local,
-                    announced,
-                    hub_handle.feed(),
-                    last_seq,
-                    metrics.clone(),
-                );
-                (feed, Some(sequencer))
-            }
-        };
+        // The sequencer feeds the hub every seq in order: the writer's commits, the commands
+        // service's, and in a shared group every other instance's.
+        let (feed, local) = tokio::sync::mpsc::channel(64);
+        let (command_feed, command_changes) = tokio::sync::mpsc::channel(64);
+        let (announce, announced) = tokio::sync::watch::channel(last_seq);
+        let shared = settings.mqtt_shared_group.is_some();
+        if shared {
+            tasks.spawn(cluster::listen(
+                settings.database_url.clone(),
+                db.clone(),
+                instance.id.clone(),
+                announce,
+                shutdown.clone(),
+            ));
+        } else {
+            // Nothing to announce; kept open so the sequencer's wait on it stays a wait.
+            std::mem::forget(announce);
+        }
+        let sequencer = Sequencer::new(
+            db.clone(),
+            (local, command_changes),
+            announced,
+            hub_handle.feed(),
+            last_seq,
+            metrics.clone(),
+        );
+        let announce_as = shared.then(|| instance.id.clone());
+        let (outbox, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (sent_tx, sent_rx) = tokio::sync::mpsc::unbounded_channel();
+        let commands = Commands::new(
+            db.clone(),
+            CommandSettings {
+                names: settings
+                    .command_names()
+                    .map_err(|e| anyhow!("invalid COMMANDS: {e}"))?,
+                timeout: Duration::from_millis(settings.command_timeout_ms),
+                rate: settings.command_rate as f64,
+                burst: settings.command_burst as f64,
+                prefix: settings.mqtt_topic_prefix.clone(),
+                open: settings.commands_open(),
+            },
+            outbox,
+            command_feed,
+            announce_as.clone(),
+            metrics.clone(),
+        );
+        match &commands.settings().open {
+            Ok(()) if auth.enabled() => log::info!(
+                "commands ({}) accepted from credentials with command rights",
+                commands.settings().names.join(", ")
+            ),
+            Ok(()) if settings.http_addr.ip().is_loopback() => log::info!(
+                "commands ({}) accepted from anyone who reaches {} (loopback, access control off)",
+                commands.settings().names.join(", "),
+                settings.http_addr
+            ),
+            Ok(()) => log::warn!(
+                "COMMANDS_WITHOUT_AUTH=true: anyone who reaches {} can command the fleet",
+                settings.http_addr
+            ),
+            Err(why) => log::warn!("{why}"),
+        }
+        tasks.spawn(commands.clone().run(sent_rx, shutdown.clone()));
         let (writer, store_handle) = Writer::new(
             db.clone(),
             feed,
@@ -163,28 +202,20 @@ impl Application {
                 dedup_window: settings.dedup_window as i64,
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
                 queue: STORE_QUEUE,
-                announce: sequencer.is_some().then(|| instance.id.clone()),
+                announce: announce_as,
             },
             last_seq,
             shutdown.clone(),
         );
         tasks.spawn(hub.run(store_done.clone()));
         let done = store_done.clone();
-        // The hub stops once everything committed here has reached it: after the writer, or
-        // after the sequencer, which ends when the writer has.
-        match sequencer {
-            None => tasks.spawn(async move {
-                writer.run().await;
-                done.cancel();
-            }),
-            Some(sequencer) => {
-                tasks.spawn(writer.run());
-                tasks.spawn(async move {
-                    sequencer.run().await;
-                    done.cancel();
-                })
-            }
-        };
+        // The hub stops once everything committed here has reached it: after the sequencer,
+        // which ends when the writer has.
+        tasks.spawn(writer.run());
+        tasks.spawn(async move {
+            sequencer.run().await;
+            done.cancel();
+        });
         let connections = hub_handle.clone();
         tasks.spawn(cluster::heartbeat(
             db.clone(),
@@ -203,6 +234,8 @@ impl Application {
                 max_payload,
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
+                outbox: outbox_rx,
+                sent: sent_tx,
             }
             .run(eventloop),
         );
@@ -226,6 +259,7 @@ impl Application {
             auth: auth.clone(),
             ingest_stall: Duration::from_secs(settings.ingest_stall_secs),
             instance: instance.clone(),
+            commands,
         });
         let server = HttpServer::new(move || {
             App::new()

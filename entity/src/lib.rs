@@ -1,8 +1,10 @@
 //! sea-orm entities for the gateway's tables. The schema itself lives in the `migration` crate.
 //!
 //! Every stored telemetry row carries `seq`, the gateway-wide cursor that orders messages of all
-//! three types in commit order; `seq_cursor` holds its high-water mark.
+//! types (and command state changes) in commit order; `seq_cursor` holds its high-water mark.
 
+pub mod command;
+pub mod command_event;
 pub mod gateway_instance;
 pub mod raw_log;
 pub mod rejected_message;
@@ -12,6 +14,8 @@ pub mod vehicle;
 pub mod vehicle_log;
 
 pub mod prelude {
+    pub use super::command::Entity as Command;
+    pub use super::command_event::Entity as CommandEvent;
     pub use super::gateway_instance::Entity as GatewayInstance;
     pub use super::raw_log::Entity as RawLog;
     pub use super::rejected_message::Entity as RejectedMessage;

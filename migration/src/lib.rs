@@ -15,6 +15,7 @@ mod m20261124_000007_add_dedup_keys;
 mod m20261124_000008_drop_dedup_key_indexes;
 mod m20261130_000009_add_vehicle_and_sensor_codes;
 mod m20261201_000010_create_gateway_instances;
+mod m20261201_000011_create_commands;
 
 mod columns;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000008_drop_dedup_key_indexes::Migration),
             Box::new(m20261130_000009_add_vehicle_and_sensor_codes::Migration),
             Box::new(m20261201_000010_create_gateway_instances::Migration),
+            Box::new(m20261201_000011_create_commands::Migration),
         ]
     }
 }

@@ -11,10 +11,10 @@
 //!   cost: commits of all instances are serialized on that row, so the cluster's ingest rate is
 //!   about one instance's (several instances are for fan-out and availability, not for writing
 //!   faster).
-//! - **Everyone sees everything**: the [`Sequencer`]. In a shared group the hub's input is not
-//!   the local writer but the sequencer, which hands the hub committed messages in seq order
-//!   with no gap, from whichever instance committed them. The database is the source of truth:
-//!   a seq the sequencer has not seen is read back from it.
+//! - **Everyone sees everything**: the [`Sequencer`]. The hub's input is not the local writer
+//!   but the sequencer, which hands the hub committed messages in seq order with no gap, from
+//!   whichever task (the writer, the commands service) or instance committed them. The
+//!   database is the source of truth: a seq the sequencer has not seen is read back from it.
 //! - **Wake-ups**: PostgreSQL `LISTEN/NOTIFY`. Each commit of a shared-group writer carries a
 //!   `NOTIFY seano_committed, '<last seq>:<instance>'` in its own transaction, so the
 //!   notification exists only if the rows do, and it is delivered after the commit, in commit
@@ -68,6 +68,8 @@ pub struct Sequencer {
     db: DatabaseConnection,
     /// This instance's writer's commits, each batch in seq order.
     local: mpsc::Receiver<Vec<StoredMessage>>,
+    /// This instance's other commits: command state changes ([`crate::commands`]).
+    commands: mpsc::Receiver<Vec<StoredMessage>>,
     /// The highest seq another instance announced.
     announced: watch::Receiver<i64>,
     hub: mpsc::Sender<Vec<StoredMessage>>,
@@ -80,7 +82,10 @@ pub struct Sequencer {
 impl Sequencer {
     pub fn new(
         db: DatabaseConnection,
-        local: mpsc::Receiver<Vec<StoredMessage>>,
+        (local, commands): (
+            mpsc::Receiver<Vec<StoredMessage>>,
+            mpsc::Receiver<Vec<StoredMessage>>,
+        ),
         announced: watch::Receiver<i64>,
         hub: mpsc::Sender<Vec<StoredMessage>>,
         last_seq: i64,
@@ -89,6 +94,7 @@ impl Sequencer {
         Sequencer {
             db,
             local,
+            commands,
             announced,
             hub,
             last: last_seq,
@@ -98,6 +104,7 @@ impl Sequencer {
     }
 
     /// Runs until the local writer has stopped (its channel closed) and its last batch is out.
+    /// Command changes committed after that reach clients on their next resume, not live.
     pub async fn run(mut self) {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,6 +115,7 @@ impl Sequencer {
                     Some(batch) => self.local_batch(batch).await,
                     None => return,
                 },
+                Some(batch) = self.commands.recv() => self.local_batch(batch).await,
                 Ok(()) = self.announced.changed() => {
                     let seq = *self.announced.borrow_and_update();
                     if seq > self.last {

@@ -7,8 +7,8 @@
 mod stored;
 
 pub use seano_wire::{
-    decode, format_time, parse_timestamp, Decoded, MessageType, RejectReason, Rejection,
-    SensorPayload, SensorRef, StructuredRawLog, Telemetry, Topic, VehicleKey, VehicleState,
-    FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
+    decode, format_time, parse_timestamp, CommandAck, CommandRecord, CommandRequest, CommandState,
+    Decoded, MessageType, RejectReason, Rejection, SensorPayload, SensorRef, StructuredRawLog,
+    Telemetry, Topic, VehicleKey, VehicleState, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };
 pub use stored::{fnv1a, raw_json, StoredMessage};

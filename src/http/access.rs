@@ -15,20 +15,29 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::{ApiError, AppState};
-use crate::auth::Scope;
+use crate::auth::Grant;
+use crate::commands::Caller;
 use crate::domain::VehicleKey;
 use crate::store::queries::{self, VehicleRef};
 
 /// A request whose credential covers every vehicle: fleet-wide data.
 #[derive(Clone, Debug)]
-pub struct FleetAccess;
+pub struct FleetAccess {
+    pub caller: Caller,
+}
 
 /// A request about the vehicle its path names (`{vehicle_id}`: an id or a registration code),
 /// with a credential that covers that vehicle.
 #[derive(Clone, Debug)]
 pub struct VehicleAccess {
     pub vehicle: VehicleRef,
-    pub scope: Scope,
+    pub caller: Caller,
+}
+
+/// A request with a valid credential, whatever it covers (the handler checks the rest).
+#[derive(Clone, Debug)]
+pub struct AnyAccess {
+    pub caller: Caller,
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -52,15 +61,32 @@ fn credential(req: &HttpRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The scope of a request from an allowed origin with a valid credential.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<Scope, ApiError> {
+/// Who sent a request from an allowed origin with a valid credential, and what it may do.
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
     let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    state
+    let (origin, host) = (text(header::ORIGIN), text(header::HOST));
+    state.auth.check_origin(origin, host)?;
+    let grant: Grant = state
         .auth
-        .check_origin(text(header::ORIGIN), text(header::HOST))?;
-    Ok(state
-        .auth
-        .authenticate(credential(req).as_deref(), chrono::Utc::now().timestamp())?)
+        .authenticate(credential(req).as_deref(), chrono::Utc::now().timestamp())?;
+    Ok(Caller {
+        grant,
+        auth_on: state.auth.enabled(),
+        origin: origin.map(|o| (o.to_owned(), state.auth.origins().allows_commands(o, host))),
+    })
+}
+
+impl FromRequest for AnyAccess {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(state(req).and_then(|s| {
+            Ok(AnyAccess {
+                caller: authorize(req, &s)?,
+            })
+        }))
+    }
 }
 
 impl FromRequest for FleetAccess {
@@ -69,8 +95,9 @@ impl FromRequest for FleetAccess {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(state(req).and_then(|s| {
-            if authorize(req, &s)?.is_all() {
-                Ok(FleetAccess)
+            let caller = authorize(req, &s)?;
+            if caller.grant.scope.is_all() {
+                Ok(FleetAccess { caller })
             } else {
                 Err(ApiError::Forbidden(
                     "this token is limited to some vehicles; fleet-wide data needs a token for every vehicle (use /api/vehicles/{id} or /api/ws/vehicle/{id})".into(),
@@ -93,7 +120,8 @@ impl FromRequest for VehicleAccess {
             .unwrap_or_default()
             .to_owned();
         Box::pin(async move {
-            let (scope, state) = checked?;
+            let (caller, state) = checked?;
+            let scope = &caller.grant.scope;
             let refused =
                 || ApiError::Forbidden(format!("this token does not allow vehicle {raw}"));
             let key = match VehicleKey::parse(&raw) {
@@ -114,7 +142,7 @@ impl FromRequest for VehicleAccess {
                     ApiError::Internal(anyhow::Error::new(e).context("resolving a vehicle"))
                 })?;
             match vehicle {
-                Some(v) if scope.allows(v.id) => Ok(VehicleAccess { vehicle: v, scope }),
+                Some(v) if scope.allows(v.id) => Ok(VehicleAccess { vehicle: v, caller }),
                 Some(_) => Err(refused()),
                 None if scope.is_all() => Err(ApiError::NotFound(format!(
                     "no vehicle has registered the code '{raw}'"

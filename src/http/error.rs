@@ -20,9 +20,16 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request contradicts what is stored (a request_id reused for another command).
+    #[error("{0}")]
+    Conflict(String),
+    /// A rate limit refused it; retry later (HTTP 429).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A method other than GET on an API route (HTTP 405, with `Allow: GET`).
-    #[error("only GET is allowed here")]
-    MethodNotAllowed,
+    /// Another method than the route's (HTTP 405, with `Allow:` them).
+    #[error("only {0} allowed here")]
+    MethodNotAllowed(&'static str),
     /// The server cannot take this request now (connection cap, shutting down, not ready).
     #[error("{0}")]
     Unavailable(String),
@@ -35,8 +42,8 @@ pub enum ApiError {
 #[schema(examples(json!({"error": "bad_parameter", "parameter": "limit",
     "message": "invalid parameter 'limit': must be between 1 and 1000, got 5000"})))]
 pub struct ErrorBody {
-    /// `bad_parameter`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `unavailable` or `internal`.
+    /// `bad_parameter`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `too_many_requests`, `method_not_allowed`, `unavailable` or `internal`.
     pub error: &'static str,
     pub message: String,
     /// The offending parameter, for `bad_parameter`.
@@ -58,7 +65,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooManyRequests(_) => "too_many_requests",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -72,7 +81,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,8 +94,8 @@ impl ResponseError for ApiError {
             log::error!("http: internal error: {e:#}");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::MethodNotAllowed = self {
-            response.insert_header((actix_web::http::header::ALLOW, "GET"));
+        if let ApiError::MethodNotAllowed(allowed) = self {
+            response.insert_header((actix_web::http::header::ALLOW, *allowed));
         }
         response.json(ErrorBody {
             error: self.code(),
@@ -94,6 +105,22 @@ impl ResponseError for ApiError {
                 _ => None,
             },
         })
+    }
+}
+
+impl From<crate::commands::Refused> for ApiError {
+    fn from(e: crate::commands::Refused) -> Self {
+        use crate::commands::Refused;
+        match e {
+            Refused::Invalid(m) => ApiError::bad_parameter("command", m),
+            Refused::Forbidden(m) => ApiError::Forbidden(m),
+            Refused::UnknownVehicle(m) => ApiError::NotFound(m),
+            Refused::Conflict(m) => ApiError::Conflict(m),
+            e @ Refused::RateLimited { .. } => ApiError::TooManyRequests(e.to_string()),
+            Refused::Database(e) => {
+                ApiError::Internal(anyhow::Error::new(e).context("storing a command"))
+            }
+        }
     }
 }
 

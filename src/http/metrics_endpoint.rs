@@ -80,7 +80,7 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
         );
     }
 
-    let counters: [(&str, &str, u64); 7] = [
+    let counters: [(&str, &str, u64); 9] = [
         (
             "seano_batches_committed_total",
             "Store transactions committed.",
@@ -115,6 +115,16 @@ pub fn render(m: &Metrics, connections: usize, instance: &str) -> String {
             "seano_ws_clients_caught_up_total",
             "Bursts after which a reading client caught up from the database instead of being disconnected.",
             m.clients_caught_up.load(Relaxed),
+        ),
+        (
+            "seano_commands_accepted_total",
+            "Commands accepted: stored and handed to the broker.",
+            m.commands_accepted.load(Relaxed),
+        ),
+        (
+            "seano_commands_rate_limited_total",
+            "Commands refused by the per-vehicle rate limit (COMMAND_RATE, COMMAND_BURST).",
+            m.commands_refused.load(Relaxed),
         ),
     ];
     for (name, help, value) in counters {

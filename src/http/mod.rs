@@ -4,6 +4,7 @@
 
 pub mod access;
 mod cluster;
+mod commands;
 mod dashboard;
 pub mod error;
 mod health;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub ingest_stall: std::time::Duration,
     /// Who this instance is (stats, metrics, `/api/cluster`).
     pub instance: crate::cluster::Instance,
+    pub commands: crate::commands::Commands,
 }
 
 /// Who may call a route. `Protected` handlers take an [`access`] extractor; the route test
@@ -58,6 +60,8 @@ pub struct RouteSpec {
     pub path: &'static str,
     pub visibility: Visibility,
     pub route: fn() -> actix_web::Route,
+    /// A second method on the same path (POST of commands).
+    pub post: Option<fn() -> actix_web::Route>,
 }
 
 /// Every API route, with who may call it. The dashboard's files and the docs page (public,
@@ -68,6 +72,7 @@ pub fn route_table() -> Vec<RouteSpec> {
         path,
         visibility,
         route,
+        post: None,
     };
     vec![
         spec("/health", Public, || web::get().to(health::health)),
@@ -100,10 +105,20 @@ pub fn route_table() -> Vec<RouteSpec> {
         spec("/api/vehicles/{vehicle_id}", Protected, || {
             web::get().to(vehicles::get)
         }),
-        // Before `{type}`, which would otherwise take "track".
+        // Before `{type}`, which would otherwise take "track" and "commands".
         spec("/api/vehicles/{vehicle_id}/track", Protected, || {
             web::get().to(vehicles::track)
         }),
+        RouteSpec {
+            post: Some(|| web::post().to(commands::send_command)),
+            ..spec("/api/vehicles/{vehicle_id}/commands", Protected, || {
+                web::get().to(commands::list_commands)
+            })
+        },
+        spec("/api/commands/{request_id}", Protected, || {
+            web::get().to(commands::get_command)
+        }),
+        spec("/api/me", Protected, || web::get().to(commands::me)),
         spec("/api/vehicles/{vehicle_id}/{type}", Protected, || {
             web::get().to(vehicles::history)
         }),
@@ -127,6 +142,10 @@ pub fn route_table() -> Vec<RouteSpec> {
         vehicles::get,
         vehicles::history,
         vehicles::track,
+        commands::send_command,
+        commands::list_commands,
+        commands::get_command,
+        commands::me,
         stats::ws_stats,
         stats::mqtt_status,
         cluster::cluster,
@@ -143,11 +162,16 @@ pub fn route_table() -> Vec<RouteSpec> {
         crate::hub::ConnectionInfo,
         crate::metrics::PipelineStats,
         crate::metrics::TypeCounts,
+        commands::CommandPage,
+        commands::Me,
+        commands::CommandRights,
+        seano_wire::CommandRequest,
     )),
     modifiers(&Security),
     tags(
         (name = "vehicles", description = "Registered vehicles, stored history paged by seq, tracks"),
         (name = "streams", description = "WebSocket streams of committed telemetry"),
+        (name = "commands", description = "Commands to vehicles, their states, and what a credential may do"),
         (name = "operations", description = "Health, readiness, statistics and Prometheus metrics"),
         (name = "docs", description = "This document, the AsyncAPI document, and Swagger UI at /api/docs"),
     )
@@ -155,21 +179,32 @@ pub fn route_table() -> Vec<RouteSpec> {
 pub struct ApiDoc;
 
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+    Err(ApiError::MethodNotAllowed("GET"))
+}
+
+async fn method_not_allowed_but_post() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed("GET, POST"))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::bad_parameter("query", err.to_string()).into()),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|err, _| ApiError::bad_parameter("body", err.to_string()).into()),
     );
     for route in route_table() {
-        // Every route answers GET; another method is a 405 that says so.
-        cfg.service(
-            web::resource(route.path)
-                .route((route.route)())
-                .default_service(web::to(method_not_allowed)),
-        );
+        // Every route answers GET (and some POST); another method is a 405 that says so.
+        let resource = web::resource(route.path).route((route.route)());
+        cfg.service(match route.post {
+            Some(post) => resource
+                .route(post())
+                .default_service(web::to(method_not_allowed_but_post)),
+            None => resource.default_service(web::to(method_not_allowed)),
+        });
     }
     cfg.service(openapi::swagger_ui())
         .configure(dashboard::routes);

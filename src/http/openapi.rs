@@ -9,14 +9,14 @@
 
 use std::sync::OnceLock;
 
-use actix_web::{http::header, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use seano_wire::frame::{self, FrameDoc, CLIENT_FRAMES, SERVER_FRAMES};
 use serde_json::{json, Map, Value};
 use utoipa::openapi::path::ParameterIn;
 use utoipa::{IntoParams, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::ApiDoc;
+use super::{ApiDoc, AppState};
 use crate::ws::protocol::StreamQuery;
 
 /// Where the OpenAPI document is served.
@@ -73,10 +73,10 @@ fn frames_doc() -> String {
     tag = "docs",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object, content_type = "application/json"))
 )]
-pub async fn openapi_json() -> HttpResponse {
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(openapi_text())
+        .body(openapi_text(&state.commands.settings().names))
 }
 
 /// The AsyncAPI 3.0 document of the WebSocket protocol.
@@ -86,9 +86,9 @@ pub async fn openapi_json() -> HttpResponse {
     tag = "docs",
     responses((status = 200, description = "The AsyncAPI 3.0 document: channels `/api/ws` and `/api/ws/vehicle/{vehicle_id}`, every frame both ways", body = Object, content_type = "application/json"))
 )]
-pub async fn asyncapi_json(req: HttpRequest) -> HttpResponse {
+pub async fn asyncapi_json(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let host = req.connection_info().host().to_owned();
-    HttpResponse::Ok().json(asyncapi(&host))
+    HttpResponse::Ok().json(asyncapi(&host, &state.commands.settings().names))
 }
 
 /// `/api/docs` → `/api/docs/` (Swagger UI's assets are relative to the trailing slash).
@@ -179,18 +179,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The OpenAPI document as pretty JSON, built once.
-pub fn openapi_text() -> &'static str {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| {
-        // unwrap: the document is plain data built from literals; serializing it cannot fail.
-        serde_json::to_string_pretty(&openapi()).unwrap()
-    })
+/// The OpenAPI document of this gateway, as JSON: [`openapi`] with the commands it accepts
+/// (`COMMANDS`) as the `command` fields' values.
+pub fn openapi_value(commands: &[String]) -> Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    // unwrap: the document is plain data built from literals; serializing it cannot fail.
+    let mut doc = DOC
+        .get_or_init(|| serde_json::to_value(openapi()).unwrap())
+        .clone();
+    for schema in ["CommandRequest", "CommandFrame"] {
+        if let Some(command) = doc["components"]["schemas"][schema]["properties"].get_mut("command")
+        {
+            command["enum"] = json!(commands);
+        }
+    }
+    doc
+}
+
+/// [`openapi_value`] as pretty JSON.
+pub fn openapi_text(commands: &[String]) -> String {
+    // unwrap: a JSON value always serializes.
+    serde_json::to_string_pretty(&openapi_value(commands)).unwrap()
 }
 
 /// The AsyncAPI 3.0 document of the WebSocket protocol; `host` is where clients connect.
-pub fn asyncapi(host: &str) -> Value {
-    let openapi = serde_json::to_value(openapi()).unwrap_or(Value::Null);
+pub fn asyncapi(host: &str, commands: &[String]) -> Value {
+    let openapi = openapi_value(commands);
     let all_schemas = &openapi["components"]["schemas"];
     // The frames' schemas and what they contain, carried over from the OpenAPI components.
     let schemas: Map<String, Value> = frame::schemas()

@@ -5,29 +5,21 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access::{FleetAccess, VehicleAccess};
 use super::{ApiError, AppState};
-use crate::auth::Scope;
+use crate::commands::Caller;
 use crate::hub::{parse_types, Filter, Stream};
 use crate::ws::protocol::{StreamQuery, UpgradeHeaders};
 use crate::ws::{session, Opening, SessionContext};
 
 /// `/api/ws`: every vehicle, for a credential that covers the fleet.
 pub async fn all_vehicles(
-    _: FleetAccess,
+    access: FleetAccess,
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    open(
-        req,
-        body,
-        state,
-        query,
-        Stream::AllVehicles,
-        Scope::AllVehicles,
-    )
-    .await
+    open(req, body, state, query, Stream::AllVehicles, access.caller).await
 }
 
 /// `/api/ws/vehicle/{vehicle_id}`: one vehicle, by id or registration code.
@@ -39,7 +31,7 @@ pub async fn vehicle(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let stream = Stream::Vehicle(access.vehicle.id);
-    open(req, body, state, query.into_inner(), stream, access.scope).await
+    open(req, body, state, query.into_inner(), stream, access.caller).await
 }
 
 async fn open(
@@ -48,7 +40,7 @@ async fn open(
     state: web::Data<AppState>,
     query: StreamQuery,
     stream: Stream,
-    scope: Scope,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let types =
         parse_types(query.types.as_deref()).map_err(|e| ApiError::bad_parameter("types", e))?;
@@ -103,7 +95,7 @@ async fn open(
         filter,
         since,
         snapshot,
-        scope,
+        caller,
         conflate,
     };
     let ctx = SessionContext {
@@ -111,6 +103,7 @@ async fn open(
         db: state.db.clone(),
         metrics: state.metrics.clone(),
         config: state.session,
+        commands: state.commands.clone(),
     };
     actix_web::rt::spawn(session::run(session, messages, opening, ctx));
     Ok(response)

@@ -295,7 +295,7 @@ struct SensorParams {
     tag = "vehicles",
     params(
         ("vehicle_id" = inline(VehicleKey), Path, description = "Vehicle id (a positive integer) or registration code (`USV-003`)"),
-        ("type" = MessageType, Path, description = "Message type: `raw_log`, `sensor_log` or `vehicle_log`"),
+        ("type" = MessageType, Path, description = "Message type: `raw_log`, `sensor_log`, `vehicle_log`, or `command_status` (commands' state changes)"),
         HistoryParams,
         SensorParams,
     ),

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use seano_wire::BrokerAddress;
 
+use crate::commands::Downlink;
 use crate::domain::{decode, RejectReason, Rejection, Topic};
 use crate::metrics::Metrics;
 use crate::store::{Incoming, StoreHandle};
@@ -180,6 +181,11 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
     /// Stop taking new messages (they stay with the broker, unacknowledged).
     pub shutdown: CancellationToken,
+    /// Commands to publish (QoS 1), from [`crate::commands`].
+    pub outbox: mpsc::UnboundedReceiver<Downlink>,
+    /// The request ids of published commands the broker acknowledged, back to the commands
+    /// service (`sent`).
+    pub sent: mpsc::UnboundedSender<String>,
 }
 
 impl Ingest {
@@ -194,6 +200,7 @@ impl Ingest {
             backlog: VecDeque::new(),
             draining: false,
             barrier_sent: false,
+            downlink: Downlinks::default(),
         };
         // One task: the pump and the ingest loop run side by side, neither ever waits on the
         // other for long.
@@ -243,9 +250,16 @@ fn wanted(event: &Result<Event, ConnectionError>) -> bool {
         Err(_) => true,
         Ok(Event::Incoming(packet)) => matches!(
             packet,
-            Packet::Publish(_) | Packet::ConnAck(_) | Packet::SubAck(_) | Packet::Disconnect
+            Packet::Publish(_)
+                | Packet::ConnAck(_)
+                | Packet::SubAck(_)
+                | Packet::Disconnect
+                | Packet::PubAck(_)
         ),
-        Ok(Event::Outgoing(outgoing)) => matches!(outgoing, Outgoing::Disconnect),
+        // The gateway publishes only commands, so every outgoing publish is one.
+        Ok(Event::Outgoing(outgoing)) => {
+            matches!(outgoing, Outgoing::Disconnect | Outgoing::Publish(_))
+        }
     }
 }
 
@@ -269,6 +283,19 @@ struct Task {
     draining: bool,
     /// The drain barrier is queued behind the last ack (see [`Task::send_last_acks`]).
     barrier_sent: bool,
+    downlink: Downlinks,
+}
+
+/// Published commands until the broker acknowledges them. rumqttc reports no packet id when
+/// a publish is requested, only when it goes out (`Outgoing::Publish`), in request order: the
+/// n-th new packet id is the n-th command requested. A resend after a reconnect keeps its
+/// packet id and is not new.
+#[derive(Default)]
+struct Downlinks {
+    /// Requested, packet id not known yet, oldest first.
+    requested: VecDeque<String>,
+    /// Out, not yet acknowledged, by packet id.
+    in_flight: std::collections::HashMap<u16, String>,
 }
 
 impl Task {
@@ -311,6 +338,19 @@ impl Task {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.received(publish),
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    let d = &mut self.downlink;
+                    if !d.in_flight.contains_key(&pkid) {
+                        if let Some(id) = d.requested.pop_front() {
+                            d.in_flight.insert(pkid, id);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(id) = self.downlink.in_flight.remove(&ack.pkid) {
+                        let _ = self.io.sent.send(id);
+                    }
+                }
                 Ok(Event::Incoming(Packet::Disconnect)) => {
                     self.connection_lost();
                     log::warn!("mqtt: the broker closed the session");
@@ -356,6 +396,7 @@ impl Task {
                     self.leave_group();
                     self.abandon();
                 }
+                Some(command) = self.io.outbox.recv(), if !self.draining => self.publish(command),
                 // Room in the store's queue again: hand it what waits, oldest first.
                 _ = self.io.store.ready(), if !self.backlog.is_empty() => self.hand_over(),
                 event = self.events.recv() => match event {
@@ -392,6 +433,25 @@ impl Task {
                     log::warn!("mqtt: could not leave the shared subscription: {e}");
                 }
             }
+        }
+    }
+
+    /// Hands rumqttc a command to publish at QoS 1 (not retained). While the broker is away it
+    /// waits in rumqttc's queue and goes out on reconnection; the commands service expires it
+    /// at its deadline meanwhile, and the boat refuses it if it arrives later (`expires_at`).
+    fn publish(&mut self, command: Downlink) {
+        match self.io.client.try_publish(
+            command.topic.as_str(),
+            QoS::AtLeastOnce,
+            false,
+            command.payload,
+        ) {
+            Ok(()) => self.downlink.requested.push_back(command.request_id),
+            Err(e) => log::error!(
+                "mqtt: could not publish command {} on {}: {e}; it will expire",
+                command.request_id,
+                command.topic
+            ),
         }
     }
 

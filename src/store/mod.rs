@@ -16,6 +16,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
+pub(crate) use writer::reserve_seqs;
 pub use writer::{Incoming, Receipts, StoreHandle, Writer, WriterConfig};
 
 /// Connects, applies the gateway's SQLite settings (WAL, NORMAL sync, busy timeout) or turns

@@ -1,8 +1,8 @@
-//! The three message tables behind one trait. Every operation over "the table of this message
+//! The message tables behind one trait (the three telemetry tables and `command_events`). Every operation over "the table of this message
 //! type" (insert, dedup lookup, replay, history) is one generic function over [`MessageTable`],
 //! and [`for_table!`] picks the table for a [`MessageType`] in one place.
 
-use entity::{raw_log, sensor_log, vehicle_log};
+use entity::{command_event, raw_log, sensor_log, vehicle_log};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Select};
 
 use crate::domain::{raw_json, MessageType, SensorRef, StoredMessage};
@@ -39,6 +39,9 @@ macro_rules! for_table {
             }
             $crate::domain::MessageType::VehicleLog => {
                 $op::<entity::vehicle_log::Entity>($($arg),*).await
+            }
+            $crate::domain::MessageType::CommandStatus => {
+                $op::<entity::command_event::Entity>($($arg),*).await
             }
         }
     };
@@ -102,6 +105,12 @@ message_table!(
         r.sensor_code.is_none().then_some(r.sensor_id),
         r.sensor_code
     )
+);
+message_table!(
+    command_event,
+    CommandStatus,
+    |r| raw_json(&r.data),
+    (None, None)
 );
 message_table!(
     vehicle_log,

@@ -19,9 +19,10 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::tables::{for_table, MessageTable};
+use crate::commands::{self, AckEffect};
 use crate::domain::{
-    fnv1a, raw_json, Decoded, MessageType, RejectReason, Rejection, SensorRef, StoredMessage,
-    Telemetry, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
+    fnv1a, raw_json, CommandAck, Decoded, MessageType, RejectReason, Rejection, SensorRef,
+    StoredMessage, Telemetry, VehicleKey, FIRST_CODE_VEHICLE_ID, MAX_TOPIC_VEHICLE_ID,
 };
 use crate::metrics::Metrics;
 
@@ -208,7 +209,14 @@ impl<R: Send + 'static> Writer<R> {
         let committed = loop {
             let busy;
             match write_batch(&self.db, batch, suspect_all, last_seq - window, announce).await {
-                Ok((committed, dropped)) => {
+                Ok(Written {
+                    messages: committed,
+                    dropped,
+                    unknown_acks,
+                }) => {
+                    for _ in 0..unknown_acks {
+                        self.metrics.reject(RejectReason::UnknownRequest);
+                    }
                     if dropped > 0 {
                         self.metrics
                             .duplicates_dropped
@@ -309,8 +317,8 @@ impl<R> Writer<R> {
                 )
                 .await
                 {
-                    Ok((stored, _)) => {
-                        committed.extend(stored);
+                    Ok(written) => {
+                        committed.extend(written.messages);
                         break;
                     }
                     Err(e) if !is_busy(&e) && self.db.ping().await.is_ok() => {
@@ -371,8 +379,8 @@ pub fn dedup_key(topic: &str, payload: &[u8]) -> i64 {
     fnv1a(topic.as_bytes().iter().chain(&[0xff]).chain(payload)) as i64
 }
 
-/// Writes one batch in one transaction and returns its telemetry in `seq` order, and how many
-/// redeliveries it dropped.
+/// Writes one batch in one transaction: telemetry, boats' answers to commands (with the state
+/// changes they make), rejected messages.
 ///
 /// Dedup rule: a message that may be a redelivery ([`Incoming::redelivery`]), or any message
 /// when `suspect_all`, is not stored again if the same vehicle has a stored message with the same
@@ -384,7 +392,7 @@ async fn write_batch<R>(
     suspect_all: bool,
     dedup_floor: i64,
     announce: Option<&str>,
-) -> Result<(Vec<StoredMessage>, usize), DbErr> {
+) -> Result<Written, DbErr> {
     let txn = db.begin().await?;
 
     let decoded: Vec<(&Incoming<R>, &Decoded)> = batch
@@ -409,6 +417,31 @@ async fn write_batch<R>(
             Ok((m, d, key, vehicle_id))
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
+    // Boats' answers to commands change their commands' rows (crate::commands); a redelivered
+    // answer is recognised there (its command already has one), not by the dedup key.
+    let (acks, accepted): (Vec<_>, Vec<_>) = accepted
+        .into_iter()
+        .partition(|(_, d, ..)| matches!(d.body, Telemetry::Ack(_)));
+    let acks: Vec<(&Incoming<R>, i64, &CommandAck)> = acks
+        .into_iter()
+        .filter_map(|(m, d, _, vehicle_id)| match &d.body {
+            Telemetry::Ack(ack) => Some((m, vehicle_id, ack)),
+            _ => None,
+        })
+        .collect();
+    let effects = if acks.is_empty() {
+        Vec::new()
+    } else {
+        let input: Vec<_> = acks
+            .iter()
+            .map(|(m, vehicle_id, ack)| (*vehicle_id, *ack, m.received_at))
+            .collect();
+        commands::apply_acks(&txn, &input).await?
+    };
+    let resolved = effects
+        .iter()
+        .filter(|e| matches!(e, AckEffect::Resolved(_)))
+        .count();
     let suspects: Vec<(i64, i64, MessageType)> = accepted
         .iter()
         .filter(|(m, ..)| suspect_all || m.redelivery)
@@ -457,7 +490,7 @@ async fn write_batch<R>(
         .await?;
     }
 
-    let first_seq = reserve_seqs(&txn, accepted.len() as i64, announce).await?;
+    let first_seq = reserve_seqs(&txn, (accepted.len() + resolved) as i64, announce).await?;
     let mut raws = Vec::new();
     let mut sensors = Vec::new();
     let mut vehicles = Vec::new();
@@ -506,6 +539,7 @@ async fn write_batch<R>(
                 ));
                 (None, raw_json(state))
             }
+            Telemetry::Ack(_) => unreachable!("answers were set apart above"),
         };
         out.push(StoredMessage {
             seq,
@@ -534,6 +568,29 @@ async fn write_batch<R>(
             .copied()
             .ok_or_else(|| DbErr::Custom(format!("no row id returned for seq {}", msg.seq)))?;
     }
+    let events = commands::store_acks(
+        &txn,
+        &effects,
+        first_seq + accepted.len() as i64,
+        Utc::now(),
+    )
+    .await?;
+    out.extend(events);
+    // An answer to no command of that vehicle is kept like any message the gateway refuses.
+    let unknown_acks: Vec<(&Incoming<R>, Rejection)> = acks
+        .iter()
+        .zip(&effects)
+        .filter_map(|((m, ..), effect)| match effect {
+            AckEffect::Unknown(why) => Some((
+                *m,
+                Rejection {
+                    reason: RejectReason::UnknownRequest,
+                    detail: why.clone(),
+                },
+            )),
+            _ => None,
+        })
+        .collect();
 
     let rejected: Vec<_> = batch
         .iter()
@@ -541,6 +598,7 @@ async fn write_batch<R>(
             Some(Err(r)) => Some((m, r)),
             _ => None,
         })
+        .chain(unknown_acks.iter().map(|(m, r)| (*m, r)))
         .map(|(m, r)| rejected_message::ActiveModel {
             id: NotSet,
             topic: Set(m.topic.clone()),
@@ -557,7 +615,21 @@ async fn write_batch<R>(
     }
 
     txn.commit().await?;
-    Ok((out, dropped))
+    Ok(Written {
+        messages: out,
+        dropped,
+        unknown_acks: unknown_acks.len(),
+    })
+}
+
+/// What a committed batch wrote.
+struct Written {
+    /// Its telemetry and command state changes, in seq order.
+    messages: Vec<StoredMessage>,
+    /// Redeliveries found already stored.
+    dropped: usize,
+    /// Answers to no known command, kept as rejected messages.
+    unknown_acks: usize,
 }
 
 /// The ids of the vehicles named by a code in `accepted`; a code seen for the first time is
@@ -653,7 +725,7 @@ async fn stored_keys<C: ConnectionTrait>(
     floor: i64,
 ) -> Result<HashSet<(i64, i64)>, DbErr> {
     let mut found = HashSet::new();
-    for kind in MessageType::ALL {
+    for kind in MessageType::TELEMETRY {
         let keys: Vec<i64> = suspects
             .iter()
             .filter(|s| s.2 == kind)
@@ -693,7 +765,7 @@ async fn insert_rows<E: MessageTable>(
 /// once). With `announce` (this instance's id), the same statement queues a NOTIFY of
 /// `<last seq>:<instance>`, which PostgreSQL delivers to the other instances only once this
 /// transaction has committed.
-async fn reserve_seqs<C: ConnectionTrait>(
+pub(crate) async fn reserve_seqs<C: ConnectionTrait>(
     txn: &C,
     n: i64,
     announce: Option<&str>,

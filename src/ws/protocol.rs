@@ -6,8 +6,8 @@ use serde_json::Value;
 
 pub use seano_wire::frame::{close, ClientFrame};
 use seano_wire::frame::{
-    to_text, ConflatedFrame, ConnectionFrame, ErrorFrame, PongFrame, ResyncFrame,
-    SubscriptionAckFrame,
+    to_text, CommandAcceptedFrame, ConflatedFrame, ConnectionFrame, ErrorFrame, PongFrame,
+    ResyncFrame, SubscriptionAckFrame,
 };
 
 use crate::hub::{Filter, FilterChange};
@@ -41,6 +41,15 @@ pub fn conflated(skipped: u64) -> String {
 
 pub fn error(message: &str) -> String {
     to_text(&ErrorFrame::new(message))
+}
+
+/// A refused client frame; a refused command's `request_id` goes back with it.
+pub fn command_error(message: &str, request_id: Option<String>) -> String {
+    to_text(&ErrorFrame::command(message, request_id))
+}
+
+pub fn command_accepted(record: seano_wire::CommandRecord, repeat: bool) -> String {
+    to_text(&CommandAcceptedFrame::new(record, repeat))
 }
 
 /// `latest`, the one value `snapshot=` and `conflate=` take.

@@ -14,7 +14,7 @@ use sea_orm::DatabaseConnection;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use super::protocol::{self, close, ClientFrame};
-use crate::auth::Scope;
+use crate::commands::{Caller, Commands, Refused};
 use crate::domain::{format_time, MessageType};
 use crate::hub::{frame, ConnectionSlot, Filter, FilterChange, HubHandle, Registration, Stream};
 use crate::metrics::Metrics;
@@ -38,6 +38,7 @@ pub struct SessionContext {
     pub db: DatabaseConnection,
     pub metrics: Arc<Metrics>,
     pub config: SessionConfig,
+    pub commands: Commands,
 }
 
 /// What the client asked for when it connected.
@@ -49,8 +50,8 @@ pub struct Opening {
     pub since: Option<i64>,
     /// `snapshot=latest`: first the latest vehicle_log of each vehicle in the filter.
     pub snapshot: bool,
-    /// What the client's credential allows it to subscribe to.
-    pub scope: Scope,
+    /// Who the client is: what its credential allows it to subscribe to and to command.
+    pub caller: Caller,
     /// `conflate=latest`: when behind, skip to the latest message per vehicle and type instead
     /// of being disconnected.
     pub conflate: bool,
@@ -71,7 +72,7 @@ pub async fn run(
         Stream::AllVehicles => None,
     };
     let hello = protocol::connection(ctx.hub.connection_count(), vehicle_id, &opening.filter);
-    let scope = opening.scope.clone();
+    let caller = opening.caller.clone();
     let mut out = Out {
         session: &mut session,
         metrics: &ctx.metrics,
@@ -87,7 +88,7 @@ pub async fn run(
                     &mut stream,
                     &mut reg,
                     replayed_up_to,
-                    (vehicle_id, &scope),
+                    (vehicle_id, &caller),
                     &ctx,
                 )
                 .await;
@@ -164,7 +165,7 @@ async fn open_stream(
         filter,
         since,
         snapshot,
-        scope: _,
+        caller: _,
         conflate,
     } = opening;
     let vehicles = (!filter.all).then(|| filter.vehicles.clone());
@@ -269,7 +270,7 @@ async fn serve(
     stream: &mut AggregatedMessageStream,
     reg: &mut Registration,
     replayed_up_to: i64,
-    (vehicle_id, scope): (Option<i64>, &Scope),
+    (vehicle_id, caller): (Option<i64>, &Caller),
     ctx: &SessionContext,
 ) -> Option<CloseReason> {
     let config = ctx.config;
@@ -347,7 +348,7 @@ async fn serve(
                             None => continue,
                         }
                     }
-                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, scope, &ctx.hub).await,
+                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, caller, ctx).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => protocol::error("Binary frames are not supported; send JSON text"),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
                         if out.session.pong(&bytes).await.is_err() {
@@ -482,9 +483,10 @@ async fn handle_text(
     text: &str,
     reg: &mut Registration,
     vehicle_id: Option<i64>,
-    scope: &Scope,
-    hub: &HubHandle,
+    caller: &Caller,
+    ctx: &SessionContext,
 ) -> String {
+    let (scope, hub) = (&caller.grant.scope, &ctx.hub);
     match ClientFrame::parse(text) {
         Ok(ClientFrame::Ping(ts)) => protocol::pong(ts, vehicle_id),
         Ok(ClientFrame::Change(FilterChange::Subscribe(v)))
@@ -503,8 +505,29 @@ async fn handle_text(
             }
             None => protocol::error("The server is shutting down"),
         },
-        Err(message) => protocol::error(&message),
+        Ok(ClientFrame::Command(vehicle, request)) => {
+            let request_id = request.request_id.clone();
+            match send_command(ctx, caller, vehicle, request).await {
+                Ok((record, repeat)) => protocol::command_accepted(record, repeat),
+                Err(e) => protocol::command_error(&e.to_string(), request_id),
+            }
+        }
+        Err(e) => protocol::command_error(&e.message, e.request_id),
     }
+}
+
+/// A `command` frame: the vehicle by id, then the commands service's checks.
+async fn send_command(
+    ctx: &SessionContext,
+    caller: &Caller,
+    vehicle: i64,
+    request: seano_wire::CommandRequest,
+) -> Result<(seano_wire::CommandRecord, bool), Refused> {
+    let key = crate::domain::VehicleKey::Id(vehicle);
+    let Some(vehicle) = crate::store::queries::resolve_vehicle(&ctx.db, &key).await? else {
+        return Err(Refused::UnknownVehicle(format!("no vehicle {vehicle}")));
+    };
+    ctx.commands.send(caller, &vehicle, request).await
 }
 
 fn reason(code: u16, description: &str) -> CloseReason {

@@ -9,6 +9,7 @@ mod helpers;
 mod access;
 mod auth;
 mod cluster;
+mod commands;
 mod config;
 mod crash;
 mod faults;

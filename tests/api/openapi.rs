@@ -83,8 +83,15 @@ async fn the_openapi_document_is_valid_openapi_3_1_with_every_operation_describe
     assert_refs_resolve(&doc);
 
     let mut operation_ids = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        let op = &item["get"];
+    let operations = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            let post = item.get("post").map(|op| (path, op));
+            std::iter::once((path, &item["get"])).chain(post)
+        });
+    for (path, op) in operations {
         assert!(op.is_object(), "{path} has a GET operation");
         assert!(
             op["summary"].is_string() || op["description"].is_string(),
@@ -178,6 +185,18 @@ async fn every_registered_route_is_in_the_document_and_every_documented_path_is_
     app.publish("1/vehicle_log", r#"{"latitude":-6.2,"longitude":106.8}"#)
         .await;
     app.wait_rows("vehicle_logs", 1).await;
+    // A command exists, so /api/commands/{request_id} answers 200.
+    let mut resp = app
+        .http
+        .post(format!("{}/api/vehicles/1/commands", app.address))
+        .send_json(&json!({"command": "HOLD"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let command = resp.json::<Value>().await.unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, doc) = app.get("/api/openapi.json").await;
     let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     let routes = registered_routes();
@@ -198,12 +217,23 @@ async fn every_registered_route_is_in_the_document_and_every_documented_path_is_
         );
         let concrete = path
             .replace("{vehicle_id}", "1")
-            .replace("{type}", "raw_log");
+            .replace("{type}", "raw_log")
+            .replace("{request_id}", &command);
         let (status, _, _) = get_raw(&app, &concrete).await;
         assert_ne!(status, 404, "{concrete} is served");
         assert_ne!(status, 405, "{concrete} answers GET");
     }
     app.stop().await;
+}
+
+/// The next frame of type `kind`, skipping others.
+async fn next_of(ws: &mut crate::helpers::WsClient, kind: &str) -> Value {
+    loop {
+        let v = ws.next_json().await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
 }
 
 /// `src="..."` and `href="..."` values in an HTML page.
@@ -442,6 +472,23 @@ async fn the_asyncapi_document_describes_every_frame_the_server_really_sends() {
     all.send_text("{not json").await;
     check("allVehicles", &all.next_json().await, "send");
 
+    // A command: its frame, the acceptance, and the state change every stream of vehicle 1
+    // receives (`all` left "all vehicles" above, so a fresh one watches the fleet).
+    let mut fleet = app.connect_ws("/api/ws").await;
+    fleet.next_json().await;
+    let command = json!({"type": "command", "vehicle_id": 1, "command": "RTL",
+                         "request_id": "doc-1", "timeout_ms": 60000});
+    check("allVehicles", &command, "receive");
+    check("vehicle", &command, "receive");
+    one.send_json(command).await;
+    let accepted = next_of(&mut one, "command_accepted").await;
+    check("vehicle", &accepted, "send");
+    let status = next_of(&mut fleet, "command_status").await;
+    assert_eq!(status["data"]["status"], "accepted");
+    check("allVehicles", &status, "send");
+    let status = next_of(&mut one, "command_status").await;
+    check("vehicle", &status, "send");
+
     // Snapshot frames, and a resync for a since ahead of the last seq.
     let mut snap = app
         .connect_ws("/api/ws?snapshot=latest&types=vehicle_log")
@@ -465,9 +512,12 @@ async fn the_asyncapi_document_describes_every_frame_the_server_really_sends() {
         "raw_log",
         "sensor_log",
         "vehicle_log",
+        "command_status",
         "pong",
         "subscription_ack",
         "error",
+        "command",
+        "command_accepted",
         "resync",
         "conflated",
         "ping",
@@ -570,13 +620,17 @@ async fn every_api_route_answers_another_method_with_405_and_allow_get() {
     app.publish("1/raw_log", "hello").await;
     app.wait_rows("raw_logs", 1).await;
     let client = awc::Client::default();
-    for route in registered_routes() {
-        let path = route.replace("{vehicle_id}", "1");
-        for method in [
-            awc::http::Method::POST,
-            awc::http::Method::DELETE,
-            awc::http::Method::TRACE,
-        ] {
+    for route in seano_gateway::http::route_table() {
+        let path = route.path.replace("{vehicle_id}", "1");
+        let (methods, allow) = match route.post {
+            Some(_) => (&[awc::http::Method::PUT][..], "GET, POST"),
+            None => (&[awc::http::Method::POST][..], "GET"),
+        };
+        for method in methods
+            .iter()
+            .cloned()
+            .chain([awc::http::Method::DELETE, awc::http::Method::TRACE])
+        {
             let resp = client
                 .request(method.clone(), format!("{}{path}", app.address))
                 .send()
@@ -585,7 +639,7 @@ async fn every_api_route_answers_another_method_with_405_and_allow_get() {
             assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
             assert_eq!(
                 resp.headers().get("allow").and_then(|v| v.to_str().ok()),
-                Some("GET"),
+                Some(allow),
                 "{method} {path}"
             );
         }

@@ -106,7 +106,7 @@ async fn each_kind_of_bad_input_is_stored_counted_and_good_traffic_flows() {
     assert_eq!(stats["messages"]["rejected_total"], 9);
     assert_eq!(
         stats["messages"]["stored"],
-        json!({"raw_log": 2, "sensor_log": 0, "vehicle_log": 0})
+        json!({"raw_log": 2, "sensor_log": 0, "vehicle_log": 0, "command_status": 0})
     );
     assert_eq!(app.count("raw_logs").await, 2);
     assert_eq!(

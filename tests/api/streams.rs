@@ -49,7 +49,7 @@ async fn subscribe_and_unsubscribe_change_what_a_client_receives() {
     assert_eq!(
         ack,
         json!({"type": "subscription_ack", "action": "subscribe", "vehicle_id": 7,
-        "filter": {"all": true, "vehicles": [7], "types": ["raw_log", "sensor_log", "vehicle_log"]}})
+        "filter": {"all": true, "vehicles": [7], "types": ["raw_log", "sensor_log", "vehicle_log", "command_status"]}})
     );
 
     ws.send_json(json!({"type": "unsubscribe"})).await;
@@ -228,11 +228,11 @@ async fn stats_and_status_report_connections_and_counts() {
     let m = &stats["messages"];
     assert_eq!(
         m["stored"],
-        json!({"raw_log": 1, "sensor_log": 1, "vehicle_log": 0})
+        json!({"raw_log": 1, "sensor_log": 1, "vehicle_log": 0, "command_status": 0})
     );
     assert_eq!(
         m["broadcast"],
-        json!({"raw_log": 1, "sensor_log": 1, "vehicle_log": 0})
+        json!({"raw_log": 1, "sensor_log": 1, "vehicle_log": 0, "command_status": 0})
     );
     assert_eq!(m["rejected"]["invalid_field"], 1);
     assert!(

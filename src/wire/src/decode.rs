@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::command::{decode_ack, CommandAck};
 use crate::{
     kind_of, parse_timestamp, MessageType, RejectReason, SensorRef, Topic, TopicError, VehicleKey,
     VehicleState,
@@ -26,6 +27,8 @@ pub enum Telemetry {
         data: Map<String, Value>,
     },
     VehicleLog(Box<VehicleState>),
+    /// A boat's answer to a command (`{prefix}/{vehicle}/ack`).
+    Ack(CommandAck),
 }
 
 impl Telemetry {
@@ -34,6 +37,7 @@ impl Telemetry {
             Telemetry::RawLog(_) => MessageType::RawLog,
             Telemetry::SensorLog { .. } => MessageType::SensorLog,
             Telemetry::VehicleLog(_) => MessageType::VehicleLog,
+            Telemetry::Ack(_) => MessageType::CommandStatus,
         }
     }
 }
@@ -69,7 +73,7 @@ pub fn decode(
     let topic = Topic::parse(prefix, topic).map_err(|e| match e {
         TopicError::UnknownTopic => Rejection::new(
             RejectReason::UnknownTopic,
-            format!("topic is not {prefix}/{{vehicle}}/{{raw_log|sensor_log|vehicle_log}} nor {prefix}/{{vehicle}}/{{sensor}}/sensor_log"),
+            format!("topic is not {prefix}/{{vehicle}}/{{raw_log|sensor_log|vehicle_log|ack}} nor {prefix}/{{vehicle}}/{{sensor}}/sensor_log"),
         ),
         TopicError::InvalidVehicleId(why) => Rejection::new(
             RejectReason::InvalidVehicleId,
@@ -110,6 +114,10 @@ pub fn decode(
             let timestamp = take_timestamp(&mut obj)?;
             let state = VehicleState::from_object(obj).map_err(Rejection::field)?;
             (timestamp, Telemetry::VehicleLog(Box::new(state)))
+        }
+        MessageType::CommandStatus => {
+            let ack = decode_ack(text)?;
+            (ack.timestamp, Telemetry::Ack(ack))
         }
     };
     Ok(Decoded {

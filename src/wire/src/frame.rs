@@ -14,6 +14,7 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::command::{CommandRecord, CommandRequest, CommandState};
 use crate::filter::{Filter, FilterChange};
 use crate::time::format_time;
 use crate::{MessageType, VehicleState};
@@ -87,6 +88,8 @@ frame_tags! {
     PingTag = "ping",
     SubscribeTag = "subscribe",
     UnsubscribeTag = "unsubscribe",
+    CommandTag = "command",
+    CommandAcceptedTag = "command_accepted",
 }
 
 fn tag_schema(value: &str) -> utoipa::openapi::schema::Object {
@@ -258,6 +261,9 @@ pub struct ErrorFrame {
     pub kind: ErrorTag,
     /// `Invalid JSON format`, `Unknown message type: ...`, `vehicle_id must be ...`.
     pub message: String,
+    /// The refused `command` frame's `request_id`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ErrorFrame {
@@ -265,6 +271,45 @@ impl ErrorFrame {
         ErrorFrame {
             kind: ErrorTag,
             message: message.into(),
+            request_id: None,
+        }
+    }
+
+    /// A refused command.
+    pub fn command(message: impl Into<String>, request_id: Option<String>) -> Self {
+        ErrorFrame {
+            request_id,
+            ..Self::new(message)
+        }
+    }
+}
+
+/// Server → client: the answer to a `command` frame. `command` is the record as it now stands:
+/// `accepted` for a new command; for a `request_id` seen before (`repeat: true`), that
+/// command's record, whatever its state. Its state changes then arrive as `command_status`
+/// frames to every client whose filter covers the vehicle.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(examples(json!({
+    "type": "command_accepted", "repeat": false,
+    "command": {"request_id": "dash-17", "vehicle_id": 1, "command": "RTL", "status": "accepted",
+                "sent_by": "token 1", "timeout_ms": 8000, "expires_at": "2026-05-06T08:15:10.481Z",
+                "accepted_at": "2026-05-06T08:15:02.481Z"}
+})))]
+pub struct CommandAcceptedFrame {
+    #[serde(rename = "type")]
+    #[schema(schema_with = CommandAcceptedTag::schema)]
+    pub kind: CommandAcceptedTag,
+    /// True when this `request_id` was already a command: nothing was sent again.
+    pub repeat: bool,
+    pub command: CommandRecord,
+}
+
+impl CommandAcceptedFrame {
+    pub fn new(command: CommandRecord, repeat: bool) -> Self {
+        CommandAcceptedFrame {
+            kind: CommandAcceptedTag,
+            repeat,
+            command,
         }
     }
 }
@@ -375,6 +420,29 @@ pub struct UnsubscribeFrame {
     pub vehicle_id: Option<i64>,
 }
 
+/// Client → server: send a command to a vehicle. Answered by `command_accepted` (or an `error`
+/// with the same `request_id`); needs a credential with command rights.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(examples(json!({"type": "command", "vehicle_id": 1, "command": "RTL", "request_id": "dash-17"})))]
+pub struct CommandFrame {
+    #[serde(rename = "type")]
+    #[schema(schema_with = CommandTag::schema)]
+    pub kind: CommandTag,
+    #[schema(minimum = 1)]
+    pub vehicle_id: i64,
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Map<String, Value>>,
+    /// Idempotency key; the gateway makes one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// How long to wait for the boat's answer (100 to 600000 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 100, maximum = 600000)]
+    pub timeout_ms: Option<u64>,
+}
+
 /// What a client may send, decoded.
 #[derive(Debug, PartialEq)]
 pub enum ClientFrame {
@@ -382,12 +450,37 @@ pub enum ClientFrame {
     Ping(Value),
     /// `subscribe` / `unsubscribe`.
     Change(FilterChange),
+    /// `command`: the vehicle and the request.
+    Command(i64, CommandRequest),
+}
+
+/// Why a client frame was refused: the `error` frame's message, and the refused command's
+/// `request_id` when there was one.
+#[derive(Debug, PartialEq)]
+pub struct FrameError {
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl From<String> for FrameError {
+    fn from(message: String) -> Self {
+        FrameError {
+            message,
+            request_id: None,
+        }
+    }
+}
+
+impl From<&str> for FrameError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
 }
 
 impl ClientFrame {
     /// Parses a client text frame; the error is the message of the `error` frame to answer
     /// with (SEANO's own wording where existing React clients may show it).
-    pub fn parse(text: &str) -> Result<ClientFrame, String> {
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         let value: Value =
             serde_json::from_str(text).map_err(|_| "Invalid JSON format".to_owned())?;
         let Value::Object(obj) = value else {
@@ -416,7 +509,27 @@ impl ClientFrame {
             )),
             SubscribeTag::VALUE => Ok(ClientFrame::Change(FilterChange::Subscribe(vehicle()?))),
             UnsubscribeTag::VALUE => Ok(ClientFrame::Change(FilterChange::Unsubscribe(vehicle()?))),
-            other => Err(format!("Unknown message type: {other}")),
+            CommandTag::VALUE => {
+                let request_id = obj
+                    .get("request_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let refused = |message: String| FrameError {
+                    message,
+                    request_id: request_id.clone(),
+                };
+                let vehicle_id = vehicle()
+                    .map_err(refused)?
+                    .ok_or_else(|| refused("a command needs a vehicle_id".into()))?;
+                let mut fields = obj.clone();
+                fields.remove("type");
+                fields.remove("vehicle_id");
+                let request: CommandRequest = serde_json::from_value(Value::Object(fields))
+                    .map_err(|e| refused(format!("Invalid command: {e}")))?;
+                request.check().map_err(refused)?;
+                Ok(ClientFrame::Command(vehicle_id, request))
+            }
+            other => Err(format!("Unknown message type: {other}").into()),
         }
     }
 
@@ -437,6 +550,14 @@ impl ClientFrame {
                     vehicle_id: *vehicle_id,
                 })
             }
+            ClientFrame::Command(vehicle_id, request) => to_text(&CommandFrame {
+                kind: CommandTag,
+                vehicle_id: *vehicle_id,
+                command: request.command.clone(),
+                params: request.params.clone(),
+                request_id: request.request_id.clone(),
+                timeout_ms: request.timeout_ms,
+            }),
         }
     }
 }
@@ -508,6 +629,13 @@ pub const SERVER_FRAMES: &[FrameDoc] = &[
         || data_frame(MessageType::VehicleLog),
     ),
     frame(
+        "command_status",
+        "CommandStatusFrame",
+        "Command state change",
+        "A command's committed state change (accepted, sent, succeeded, failed, timed_out, expired); `data` is its record.",
+        || data_frame(MessageType::CommandStatus),
+    ),
+    frame(
         PongTag::VALUE,
         "PongFrame",
         "Pong",
@@ -542,6 +670,13 @@ pub const SERVER_FRAMES: &[FrameDoc] = &[
         "A conflate=latest client fell behind: older messages were skipped, the latest per vehicle and type follow.",
         ConflatedFrame::schema,
     ),
+    frame(
+        CommandAcceptedTag::VALUE,
+        "CommandAcceptedFrame",
+        "Command accepted",
+        "The answer to command: the command's record (repeat: true for a request_id already used).",
+        CommandAcceptedFrame::schema,
+    ),
 ];
 
 /// Every frame a client may send.
@@ -574,6 +709,16 @@ pub const CLIENT_FRAMES: &[FrameDoc] = &[
             "Unsubscribe",
             "Remove a vehicle, or stop all vehicles.",
             UnsubscribeFrame::schema,
+        )
+    },
+    FrameDoc {
+        reply: Some(CommandAcceptedTag::VALUE),
+        ..frame(
+            CommandTag::VALUE,
+            "CommandFrame",
+            "Command",
+            "Send a command to a vehicle (needs command rights); answered by command_accepted or error.",
+            CommandFrame::schema,
         )
     },
 ];
@@ -613,6 +758,13 @@ fn data_frame(kind: MessageType) -> RefOr<Schema> {
             component(&VehicleState::name()),
             format!(
                 r#"{{"type": "vehicle_log", "vehicle_id": 1, "data": {{"battery_voltage": 12.4, "mode": "GUIDED", "armed": true}}, {example_at}, "id": 88, "seq": 1044}}"#
+            ),
+        ),
+        MessageType::CommandStatus => (
+            "Server → client: a command's committed state change; `data` is the command's record as that change left it, `timestamp` the time of the change.",
+            component(&CommandRecord::name()),
+            format!(
+                r#"{{"type": "command_status", "vehicle_id": 1, "data": {{"request_id": "dash-17", "vehicle_id": 1, "command": "RTL", "status": "succeeded", "sent_by": "token 1", "timeout_ms": 8000, "expires_at": "2025-10-18T16:30:08.123Z", "accepted_at": "2025-10-18T16:30:00.100Z", "sent_at": "2025-10-18T16:30:00.104Z", "acked_at": "2025-10-18T16:30:00.123Z", "resolved_at": "2025-10-18T16:30:00.123Z", "ack_status": "ok", "message": "Returning to launch"}}, {example_at}, "id": 5, "seq": 1045}}"#
             ),
         ),
     };
@@ -685,6 +837,8 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     out.push((Filter::name().into_owned(), Filter::schema()));
     out.push((MessageType::name().into_owned(), MessageType::schema()));
     out.push((VehicleState::name().into_owned(), VehicleState::schema()));
+    out.push((CommandRecord::name().into_owned(), CommandRecord::schema()));
+    out.push((CommandState::name().into_owned(), CommandState::schema()));
     out
 }
 
@@ -713,12 +867,22 @@ mod tests {
         );
         assert_eq!(
             ClientFrame::parse("{nope").unwrap_err(),
-            "Invalid JSON format"
+            "Invalid JSON format".into()
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"dance"}"#).unwrap_err(),
-            "Unknown message type: dance"
+            "Unknown message type: dance".into()
         );
+        let refused = ClientFrame::parse(
+            r#"{"type":"command","vehicle_id":"x","request_id":"r1","command":"RTL"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(refused.request_id.as_deref(), Some("r1"));
+        assert!(ClientFrame::parse(
+            r#"{"type":"command","vehicle_id":1,"command":"RTL","sauce":1}"#
+        )
+        .is_err());
+        assert!(ClientFrame::parse(r#"{"type":"command","command":"RTL"}"#).is_err());
         assert!(ClientFrame::parse(r#"{"type":"subscribe","vehicle_id":"7"}"#).is_err());
         assert!(ClientFrame::parse(r#"{"type":"subscribe","vehicle_id":-1}"#).is_err());
         assert!(ClientFrame::parse("[]").is_err());
@@ -731,6 +895,15 @@ mod tests {
             ClientFrame::Ping(Value::Null),
             ClientFrame::Change(FilterChange::Subscribe(Some(7))),
             ClientFrame::Change(FilterChange::Unsubscribe(None)),
+            ClientFrame::Command(
+                3,
+                CommandRequest {
+                    command: "RTL".into(),
+                    params: Some(serde_json::Map::from_iter([("speed".into(), 2.into())])),
+                    request_id: Some("dash-17".into()),
+                    timeout_ms: Some(3000),
+                },
+            ),
         ] {
             assert_eq!(ClientFrame::parse(&frame.to_text()), Ok(frame));
         }
@@ -771,7 +944,7 @@ mod tests {
 
     #[test]
     fn each_data_frame_schema_names_its_type_and_requires_its_fields() {
-        for f in &SERVER_FRAMES[1..4] {
+        for f in &SERVER_FRAMES[1..5] {
             let schema = f.schema();
             let RefOr::T(Schema::Object(o)) = &schema else {
                 panic!("{} is an object", f.schema)

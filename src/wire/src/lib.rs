@@ -14,9 +14,11 @@
 //! - [`filter`]: a client's subscription, as `connection` and `subscription_ack` frames show it.
 //! - [`reject`]: why a message is refused.
 //! - [`time`]: the wire's timestamp format.
+//! - [`command`]: commands to a vehicle, its answers, a command's states and record.
 //! - [`broker`]: `MQTT_URL` (`mqtt://user:pass@host:port`).
 
 pub mod broker;
+pub mod command;
 pub mod decode;
 pub mod filter;
 pub mod frame;
@@ -27,6 +29,7 @@ pub mod time;
 pub mod topic;
 
 pub use broker::BrokerAddress;
+pub use command::{CommandAck, CommandRecord, CommandRequest, CommandState};
 pub use decode::{decode, Decoded, Rejection, Telemetry};
 pub use filter::{parse_types, Filter, FilterChange};
 pub use payload::{kind_of, SensorPayload, StructuredRawLog};

@@ -20,10 +20,12 @@ pub enum RejectReason {
     InvalidField,
     /// Valid, but the database refused to store it (kept here instead of stalling ingest).
     StorageError,
+    /// An ack whose `request_id` names no command the gateway sent to that vehicle.
+    UnknownRequest,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         Self::UnknownTopic,
         Self::InvalidVehicleId,
         Self::EmptyPayload,
@@ -32,6 +34,7 @@ impl RejectReason {
         Self::InvalidJson,
         Self::InvalidField,
         Self::StorageError,
+        Self::UnknownRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl RejectReason {
             Self::InvalidJson => "invalid_json",
             Self::InvalidField => "invalid_field",
             Self::StorageError => "storage_error",
+            Self::UnknownRequest => "unknown_request",
         }
     }
 

@@ -17,20 +17,45 @@ pub enum MessageType {
     RawLog,
     SensorLog,
     VehicleLog,
+    /// A command's state change (stored by the gateway; a boat's answer comes on `ack`).
+    CommandStatus,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 3] = [Self::RawLog, Self::SensorLog, Self::VehicleLog];
+    /// Every type a stream carries.
+    pub const ALL: [MessageType; 4] = [
+        Self::RawLog,
+        Self::SensorLog,
+        Self::VehicleLog,
+        Self::CommandStatus,
+    ];
+    /// The types a vehicle publishes as telemetry.
+    pub const TELEMETRY: [MessageType; 3] = [Self::RawLog, Self::SensorLog, Self::VehicleLog];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RawLog => "raw_log",
             Self::SensorLog => "sensor_log",
             Self::VehicleLog => "vehicle_log",
+            Self::CommandStatus => "command_status",
         }
     }
 
-    /// A dense index (0..3) for per-type counters.
+    /// The last topic level a vehicle publishes this type on: its name, except a command's
+    /// state changes, which come from the boat's answers on `ack`.
+    pub fn topic_level(self) -> &'static str {
+        match self {
+            Self::CommandStatus => crate::command::ACK_LEVEL,
+            other => other.as_str(),
+        }
+    }
+
+    /// The type published on a topic level (`ack` for command answers).
+    pub fn from_topic_level(level: &str) -> Option<MessageType> {
+        Self::ALL.into_iter().find(|t| t.topic_level() == level)
+    }
+
+    /// A dense index (0..4) for per-type counters.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -50,7 +75,7 @@ impl FromStr for MessageType {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown message type '{s}' (expected raw_log, sensor_log or vehicle_log)")
+                format!("unknown message type '{s}' (expected raw_log, sensor_log, vehicle_log or command_status)")
             })
     }
 }
@@ -223,12 +248,17 @@ pub struct Topic {
 
 /// Topics under the prefix that the gateway publishes itself (the downlink to vehicles): it
 /// sees them through its own subscription and neither stores nor rejects them.
-pub const OWN_TOPIC_TYPES: [&str; 1] = ["command"];
+pub const OWN_TOPIC_TYPES: [&str; 1] = [crate::command::COMMAND_LEVEL];
 
 impl Topic {
     /// The topic a vehicle publishes `kind` on.
     pub fn format(prefix: &str, vehicle_id: i64, kind: MessageType) -> String {
-        format!("{prefix}/{vehicle_id}/{kind}")
+        format!("{prefix}/{vehicle_id}/{}", kind.topic_level())
+    }
+
+    /// The topic the gateway publishes a vehicle's commands on.
+    pub fn command(prefix: &str, vehicle: &str) -> String {
+        format!("{prefix}/{vehicle}/{}", crate::command::COMMAND_LEVEL)
     }
 
     /// The subscription filter: everything under the prefix, so that nothing a vehicle
@@ -258,7 +288,7 @@ impl Topic {
             [vehicle, kind] => (
                 *vehicle,
                 None,
-                kind.parse().map_err(|_| TopicError::UnknownTopic)?,
+                MessageType::from_topic_level(kind).ok_or(TopicError::UnknownTopic)?,
             ),
             [vehicle, sensor, "sensor_log"] => {
                 let sensor = SensorRef::parse(sensor)
