@@ -213,7 +213,7 @@ pub(crate) fn build(kind: BadKind, src: BadSource<'_>, rng: &mut ChaCha8Rng) -> 
             (topic(MessageType::SensorLog), to_vec(&value))
         }
         BadKind::EmptyPayload => {
-            let kind = MessageType::ALL[rng.random_range(0..MessageType::ALL.len())];
+            let kind = MessageType::TELEMETRY[rng.random_range(0..MessageType::TELEMETRY.len())];
             (topic(kind), Vec::new())
         }
         BadKind::OversizedPayload => {

@@ -24,15 +24,26 @@ const DECEL: f64 = 1.5;
 /// Below this state of charge the boat returns to launch.
 const LOW_BATTERY_SOC: f64 = 0.2;
 const MEAN_MODE_CHANGE_S: f64 = 120.0;
+/// After an operator's command the boat's own behaviour leaves it alone this long: no random
+/// mode change, no arming by itself, so nothing undoes what was commanded.
+pub(crate) const COMMAND_RESPECT_S: f64 = 300.0;
+/// Within this distance of its loiter point a loitering boat stops.
+const LOITER_RADIUS_M: f64 = 3.0;
+/// Why ARM is refused below [`LOW_BATTERY_SOC`] (FORCE_ARM skips the check), as ArduPilot says it.
+pub(crate) const LOW_BATTERY_PREARM: &str = "PreArm: battery below failsafe voltage";
 const MEAN_WARNING_S: f64 = 120.0;
 
-/// Flight modes, as ArduPilot's Rover names them.
+/// Flight modes, as ArduPilot's Rover names them. HOLD and LOITER only come from an operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     Manual,
     Guided,
     Auto,
     Rtl,
+    /// Stop where it is.
+    Hold,
+    /// Stay at the point where the mode was entered.
+    Loiter,
 }
 
 impl Mode {
@@ -42,8 +53,23 @@ impl Mode {
             Mode::Guided => "GUIDED",
             Mode::Auto => "AUTO",
             Mode::Rtl => "RTL",
+            Mode::Hold => "HOLD",
+            Mode::Loiter => "LOITER",
         }
     }
+}
+
+/// What an operator's command asks of a boat (see `crate::command` for the names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// `force` skips the pre-arm checks (FORCE_ARM).
+    Arm {
+        force: bool,
+    },
+    Disarm {
+        force: bool,
+    },
+    SetMode(Mode),
 }
 
 pub(crate) struct Boat {
@@ -65,6 +91,8 @@ pub(crate) struct Boat {
     waypoints: Vec<(f64, f64)>,
     wp: usize,
     guided_target: Option<(f64, f64)>,
+    /// Where LOITER holds the boat (metres east and north of home).
+    loiter_at: (f64, f64),
     manual_heading: f64,
     /// Degrees per second the MANUAL helmsman drifts by.
     wander_rate: f64,
@@ -79,6 +107,8 @@ pub(crate) struct Boat {
     cpu_temp: f64,
     satellites: u32,
     next_mode_change: f64,
+    /// Until then the boat leaves its state to the operator ([`COMMAND_RESPECT_S`]).
+    command_until: f64,
     next_warning: f64,
     phase: f64,
     pub sensors: Vec<Sensor>,
@@ -122,6 +152,7 @@ impl Boat {
             waypoints,
             wp: 1,
             guided_target: None,
+            loiter_at: (x, y),
             manual_heading: heading,
             wander_rate: 0.0,
             mode: Mode::Manual,
@@ -134,6 +165,7 @@ impl Boat {
             cpu_temp: rng.random_range(44.0..50.0),
             satellites,
             next_mode_change: f64::INFINITY,
+            command_until: f64::NEG_INFINITY,
             next_warning: exp(&mut rng, MEAN_WARNING_S),
             phase: rng.random_range(0.0..2.0 * PI),
             sensors,
@@ -203,7 +235,7 @@ impl Boat {
 
     fn update_mode(&mut self) {
         if !self.armed {
-            if self.arm_at.is_some_and(|at| self.t >= at) {
+            if self.t >= self.command_until && self.arm_at.is_some_and(|at| self.t >= at) {
                 self.arm_at = None;
                 if self.low_battery {
                     self.soc = 1.0;
@@ -245,6 +277,8 @@ impl Boat {
             Mode::Manual => Mode::Guided,
             Mode::Rtl if r < 0.5 => Mode::Auto,
             Mode::Rtl => Mode::Rtl,
+            Mode::Hold | Mode::Loiter if r < 0.7 => Mode::Auto,
+            Mode::Hold | Mode::Loiter => Mode::Manual,
         };
         if next == Mode::Rtl && self.mode != Mode::Rtl {
             self.events.push("RTL requested by operator".to_owned());
@@ -283,9 +317,63 @@ impl Boat {
                     self.wp = (self.wp + 1) % self.waypoints.len();
                 }
             }
-            Mode::Rtl => {}
+            Mode::Loiter => self.loiter_at = (self.x, self.y),
+            Mode::Rtl | Mode::Hold => {}
         }
         self.mode = mode;
+    }
+
+    /// Carries out an operator's command: `Ok` with the boat's confirmation, or `Err` with its
+    /// reason for refusing (then nothing changed). Afterwards the boat's own behaviour leaves
+    /// the commanded state alone for [`COMMAND_RESPECT_S`]; after DISARM it waits for ARM.
+    pub(crate) fn obey(&mut self, action: Action) -> Result<String, String> {
+        let confirmation = match action {
+            Action::Arm { .. } if self.armed => "Already armed".to_owned(),
+            Action::Arm { force } => {
+                if !force && self.soc < LOW_BATTERY_SOC {
+                    self.events.push(LOW_BATTERY_PREARM.to_owned());
+                    return Err(LOW_BATTERY_PREARM.to_owned());
+                }
+                self.armed = true;
+                self.arm_at = None;
+                self.events.push(if force {
+                    "Vehicle armed, pre-arm checks skipped".to_owned()
+                } else {
+                    "Pre-arm checks passed, vehicle armed".to_owned()
+                });
+                "Armed".to_owned()
+            }
+            Action::Disarm { force } => {
+                self.arm_at = None;
+                if self.armed {
+                    self.armed = false;
+                    self.events.push(if force {
+                        "Vehicle disarmed (forced) by operator".to_owned()
+                    } else {
+                        "Vehicle disarmed by operator".to_owned()
+                    });
+                    "Disarmed".to_owned()
+                } else {
+                    "Already disarmed".to_owned()
+                }
+            }
+            Action::SetMode(Mode::Rtl) => {
+                if self.mode != Mode::Rtl {
+                    self.events.push("RTL requested by operator".to_owned());
+                }
+                self.set_mode(Mode::Rtl);
+                "Returning to launch".to_owned()
+            }
+            Action::SetMode(mode) => {
+                self.set_mode(mode);
+                format!("Mode {}", mode.as_str())
+            }
+        };
+        self.command_until = self.t + COMMAND_RESPECT_S;
+        self.next_mode_change = self
+            .next_mode_change
+            .max(self.command_until + exp(&mut self.rng, MEAN_MODE_CHANGE_S));
+        Ok(confirmation)
     }
 
     /// What the autopilot (or helmsman) steers for: heading (None: keep) and speed.
@@ -339,10 +427,24 @@ impl Boat {
                     } else {
                         self.rng.random_range(10.0..30.0)
                     };
-                    self.arm_at = Some(self.t + wait);
+                    // Sent home by an operator, it waits for their ARM.
+                    self.arm_at = (self.t >= self.command_until).then_some(self.t + wait);
                     return (None, 0.0);
                 }
                 (Some(bearing(self.x, self.y, 0.0, 0.0)), cruise.min(0.5 * d))
+            }
+            Mode::Hold => (None, 0.0),
+            Mode::Loiter => {
+                let (tx, ty) = self.loiter_at;
+                let d = dist(self.x, self.y, tx, ty);
+                if d < LOITER_RADIUS_M {
+                    (None, 0.0)
+                } else {
+                    (
+                        Some(bearing(self.x, self.y, tx, ty)),
+                        (0.5 * cruise).min(0.5 * d),
+                    )
+                }
             }
         }
     }
@@ -455,6 +557,12 @@ impl Boat {
     /// -30 dBm at home, -90 dBm at `radius`, log-distance in between.
     fn rssi_clean(&self) -> f64 {
         -30.0 - 60.0 * (1.0 + 9.0 * self.distance_home() / self.radius).log10()
+    }
+
+    /// Sets the battery's state of charge (0..=1), for tests.
+    #[cfg(test)]
+    pub(crate) fn set_charge(&mut self, soc: f64) {
+        self.soc = soc;
     }
 
     fn distance_home(&self) -> f64 {
@@ -677,6 +785,63 @@ mod tests {
         assert!(pos("Low battery") < pos("Arrived home"));
         assert!(pos("Arrived home") < pos("Battery replaced"));
         assert!(b.soc > 0.9);
+    }
+
+    #[test]
+    fn rtl_heads_home_and_waits_there_for_the_operator() {
+        let mut b = boat(4);
+        b.advance(60.0);
+        let far = b.distance_home();
+        assert!(far > 50.0, "{far}");
+        assert_eq!(
+            b.obey(Action::SetMode(Mode::Rtl)).unwrap(),
+            "Returning to launch"
+        );
+        b.advance(70.0);
+        let home = bearing(b.x, b.y, 0.0, 0.0);
+        assert!(wrap180(b.heading - home).abs() < 20.0, "heading for home");
+        assert!(b.distance_home() < far - 20.0, "closer to home");
+        b.advance(400.0);
+        assert!(b.distance_home() < 5.0 && !b.armed, "arrived and disarmed");
+        assert_eq!(b.arm_at, None, "sent home by an operator, it waits for ARM");
+        let events = b.take_events();
+        assert!(events.contains(&"RTL requested by operator".to_owned()));
+    }
+
+    #[test]
+    fn hold_stops_and_loiter_stays_near_where_it_began() {
+        let mut b = boat(5);
+        b.advance(60.0);
+        b.obey(Action::SetMode(Mode::Hold)).unwrap();
+        b.advance(75.0);
+        assert_eq!(b.speed, 0.0);
+        b.obey(Action::SetMode(Mode::Auto)).unwrap();
+        b.advance(120.0);
+        b.obey(Action::SetMode(Mode::Loiter)).unwrap();
+        let start = (b.x, b.y);
+        for s in 121..300 {
+            b.advance(s as f64);
+            assert!(dist(b.x, b.y, start.0, start.1) < 40.0, "strays at {s} s");
+        }
+        assert!(b.speed < 0.5);
+    }
+
+    #[test]
+    fn the_boats_own_behaviour_leaves_a_commanded_state_alone() {
+        let mut b = boat(6);
+        b.advance(10.0);
+        b.obey(Action::SetMode(Mode::Manual)).unwrap();
+        // Without the command, a mode change every 120 s on average.
+        for s in 11..(10 + COMMAND_RESPECT_S as u64) {
+            b.advance(s as f64);
+            assert_eq!(b.mode, Mode::Manual, "at {s} s");
+        }
+        let mut b = boat(6);
+        b.obey(Action::Disarm { force: false }).unwrap();
+        b.advance(3.0 * COMMAND_RESPECT_S);
+        assert!(!b.armed, "after DISARM it waits for ARM");
+        assert_eq!(b.obey(Action::Arm { force: false }).unwrap(), "Armed");
+        assert!(b.armed);
     }
 
     #[test]

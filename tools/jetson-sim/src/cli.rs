@@ -30,11 +30,11 @@ pub struct Cli {
     #[arg(long, env = "MQTT_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
 
-    /// Prefix of the MQTT client id; a per-run suffix is added.
+    /// Prefix of the MQTT client ids: telemetry adds a per-run suffix; commands come in on the persistent session {client-id}-{prefix}-{start-id}-cmd, the same on every run of this fleet.
     #[arg(long, env = "SIM_CLIENT_ID", default_value = defaults::CLIENT_ID)]
     pub client_id: String,
 
-    /// Topic prefix: {prefix}/{vehicle_id}/{raw_log|sensor_log|vehicle_log}.
+    /// Topic prefix: {prefix}/{vehicle_id}/{raw_log|sensor_log|vehicle_log}; commands come on {prefix}/{vehicle_id}/command, answers go on {prefix}/{vehicle_id}/ack.
     #[arg(long, env = "MQTT_TOPIC_PREFIX", default_value = defaults::PREFIX)]
     pub prefix: String,
 
@@ -119,6 +119,18 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = defaults::CONNECT_TIMEOUT_SECS)]
     pub connect_timeout: f64,
 
+    /// Milliseconds a boat waits before answering a command on {prefix}/{id}/ack (it obeys at once).
+    #[arg(long, env = "SIM_ACK_DELAY_MS", value_name = "MS", default_value_t = defaults::ACK_DELAY_MS)]
+    pub ack_delay_ms: u64,
+
+    /// Fraction of commands (0 to 1) answered "error" with "simulated failure" and not carried out; reproducible with --seed.
+    #[arg(long, env = "SIM_FAIL_RATIO", value_name = "RATIO", default_value_t = defaults::FAIL_RATIO)]
+    pub fail_ratio: f64,
+
+    /// The first K boats of the fleet ignore commands: no answer, no effect (the gateway times them out).
+    #[arg(long, env = "SIM_SILENT_BOATS", value_name = "K", default_value_t = defaults::SILENT_BOATS)]
+    pub silent_boats: u32,
+
     /// No progress lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -168,6 +180,9 @@ impl Cli {
                 d => Some(d),
             },
             progress: !self.quiet,
+            ack_delay: Duration::from_millis(self.ack_delay_ms),
+            fail_ratio: self.fail_ratio,
+            silent_boats: self.silent_boats,
         };
         config.validate()?;
         Ok(config)
@@ -208,6 +223,10 @@ mod tests {
         assert!(c.timestamps);
         assert_eq!(c.connect_timeout, d.connect_timeout);
         assert!(c.progress);
+        assert_eq!(
+            (c.ack_delay, c.fail_ratio, c.silent_boats),
+            (d.ack_delay, d.fail_ratio, d.silent_boats)
+        );
     }
 
     #[test]
@@ -235,6 +254,12 @@ mod tests {
             "--quiet",
             "--connect-timeout",
             "0",
+            "--ack-delay-ms",
+            "250",
+            "--fail-ratio",
+            "0.25",
+            "--silent-boats",
+            "1",
         ])
         .unwrap();
         assert_eq!(c.vehicles, 3);
@@ -252,6 +277,8 @@ mod tests {
         assert_eq!(c.bad_kinds, [BadKind::EmptyPayload, BadKind::InvalidJson]);
         assert!(!c.timestamps && !c.progress);
         assert_eq!(c.connect_timeout, None);
+        assert_eq!(c.ack_delay, Duration::from_millis(250));
+        assert_eq!((c.fail_ratio, c.silent_boats), (0.25, 1));
     }
 
     #[test]
@@ -261,5 +288,8 @@ mod tests {
         assert!(parse(&["--duration", "-1"]).is_err());
         assert!(parse(&["--vehicles", "0"]).is_err());
         assert!(parse(&["--bad-kinds", "nonsense"]).is_err());
+        assert!(parse(&["--fail-ratio", "-0.1"]).is_err());
+        assert!(parse(&["--vehicles", "2", "--silent-boats", "3"]).is_err());
+        assert!(parse(&["--ack-delay-ms", "-5"]).is_err());
     }
 }

@@ -31,6 +31,11 @@ pub mod defaults {
     pub const INFLIGHT: u16 = 100;
     pub const DRAIN_TIMEOUT_SECS: f64 = 10.0;
     pub const CONNECT_TIMEOUT_SECS: f64 = 30.0;
+    pub const ACK_DELAY_MS: u64 = 0;
+    /// The longest `--ack-delay-ms`: an hour.
+    pub const MAX_ACK_DELAY_MS: u64 = 3_600_000;
+    pub const FAIL_RATIO: f64 = 0.0;
+    pub const SILENT_BOATS: u32 = 0;
 }
 
 /// A point on the globe, in degrees.
@@ -122,6 +127,12 @@ pub struct SimConfig {
     pub connect_timeout: Option<Duration>,
     /// One progress line per second to stderr.
     pub progress: bool,
+    /// How long a boat waits before it answers a command (it obeys at once).
+    pub ack_delay: Duration,
+    /// Fraction of commands (0..=1) answered `error` ("simulated failure") and not carried out.
+    pub fail_ratio: f64,
+    /// The first this many boats neither answer commands nor obey them.
+    pub silent_boats: u32,
 }
 
 impl Default for SimConfig {
@@ -156,6 +167,9 @@ impl Default for SimConfig {
             drain_timeout: Duration::from_secs_f64(defaults::DRAIN_TIMEOUT_SECS),
             connect_timeout: Some(Duration::from_secs_f64(defaults::CONNECT_TIMEOUT_SECS)),
             progress: false,
+            ack_delay: Duration::from_millis(defaults::ACK_DELAY_MS),
+            fail_ratio: defaults::FAIL_RATIO,
+            silent_boats: defaults::SILENT_BOATS,
         }
     }
 }
@@ -208,6 +222,23 @@ impl SimConfig {
             "--prefix must be a non-empty topic level without wildcards"
         );
         ensure!(self.inflight > 0, "--inflight must be at least 1");
+        ensure!(
+            self.ack_delay <= Duration::from_millis(defaults::MAX_ACK_DELAY_MS),
+            "--ack-delay-ms must be at most {} (an hour), got {}",
+            defaults::MAX_ACK_DELAY_MS,
+            self.ack_delay.as_millis()
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.fail_ratio),
+            "--fail-ratio must be between 0 and 1, got {}",
+            self.fail_ratio
+        );
+        ensure!(
+            self.silent_boats <= self.vehicles,
+            "--silent-boats must be at most --vehicles ({}), got {}",
+            self.vehicles,
+            self.silent_boats
+        );
         Ok(())
     }
 
@@ -256,5 +287,31 @@ mod tests {
             ..SimConfig::default()
         };
         assert!(bad.validate().is_err());
+        for (bad, flag) in [
+            (
+                SimConfig {
+                    fail_ratio: f64::NAN,
+                    ..SimConfig::default()
+                },
+                "--fail-ratio",
+            ),
+            (
+                SimConfig {
+                    silent_boats: 6,
+                    ..SimConfig::default()
+                },
+                "--silent-boats",
+            ),
+            (
+                SimConfig {
+                    ack_delay: Duration::from_secs(3601),
+                    ..SimConfig::default()
+                },
+                "--ack-delay-ms",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(flag), "{e}");
+        }
     }
 }

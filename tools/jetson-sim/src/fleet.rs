@@ -1,5 +1,6 @@
 //! [`Fleet`]: the message generator. Pure and deterministic: no I/O, no clock; given the
-//! same [`SimConfig`] (and seed) it yields the same [`SimMessage`]s in the same order.
+//! same [`SimConfig`] (and seed) it yields the same [`SimMessage`]s in the same order, as long
+//! as no boat is commanded (a command changes that boat's story from then on).
 //!
 //! Every boat has three streams (vehicle_log, sensor ticks, periodic raw_log) that tick on a
 //! shared simulation clock; a binary heap merges them in time order. Event raw logs (GPS fix,
@@ -161,6 +162,25 @@ impl Fleet {
                     + hz(self.periods[2])
             })
             .sum()
+    }
+
+    /// When the next message is due (simulation time), without making it: a boat's state
+    /// (a command it obeyed) may still change until then. `None` once `config.count` is reached.
+    pub fn next_due(&self) -> Option<Duration> {
+        if self.limit.is_some_and(|limit| self.emitted >= limit) {
+            return None;
+        }
+        let ns = match self.ready.front() {
+            Some(p) => p.at_ns,
+            // unwrap: validate() guarantees at least one stream, and every pop pushes a tick.
+            None => self.ticks.peek().expect("a stream is on").0 .0,
+        };
+        Some(Duration::from_nanos(ns))
+    }
+
+    /// The boat with this vehicle id.
+    pub(crate) fn boat_mut(&mut self, vehicle_id: i64) -> Option<&mut Boat> {
+        self.boats.iter_mut().find(|b| b.id == vehicle_id)
     }
 
     /// How many messages [`Fleet::next_message`] has returned.

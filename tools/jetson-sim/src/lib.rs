@@ -7,7 +7,10 @@
 //! - [`fleet`]: [`Fleet`], the pure, seeded generator of [`SimMessage`]s (no broker needed).
 //! - `boat`: one boat's kinematics, battery, modes, sensors and event log lines.
 //! - [`bad`]: [`BadKind`], the malformed messages and the gateway's reason for each.
-//! - [`publish`]: [`run`], which publishes a fleet on schedule and counts the PubAcks.
+//! - [`publish`]: [`run`], which publishes a fleet on schedule, counts the PubAcks and has the
+//!   boats answer their commands.
+//! - `command`: what a boat does with a command and what it answers (pure, seeded).
+//! - `link`: the command connection, a persistent MQTT session per fleet.
 //! - [`summary`]: [`Summary`], what a run sent, by type, vehicle and bad kind.
 //! - [`cli`]: the `jetson-sim` command line, turned into a [`SimConfig`].
 //!
@@ -24,14 +27,16 @@
 pub mod bad;
 mod boat;
 pub mod cli;
+mod command;
 pub mod config;
 pub mod fleet;
+mod link;
 pub mod publish;
 pub mod summary;
 
 pub use bad::BadKind;
 pub use config::{GeoPoint, SimConfig};
 pub use fleet::{Fleet, SimMessage};
-pub use publish::run;
-pub use summary::{FailureCauses, StopReason, Summary, TypeCounts};
+pub use publish::{run, run_with, RunHooks};
+pub use summary::{CommandCounts, FailureCauses, StopReason, Summary, TypeCounts};
 pub use tokio_util::sync::CancellationToken;

@@ -10,6 +10,11 @@
 //! dropped, its unacknowledged messages are counted as lost, and a new connection (clean
 //! session) takes over. That keeps the packet id → message mapping exact: rumqttc would
 //! otherwise move queued requests between sessions behind our back.
+//!
+//! Commands come in on a second connection, [`CommandLink`], with a persistent session. The
+//! caller's task also owns the boats, so it hands each command to [`Commands`], which carries
+//! it out on the boat, and publishes the answer (after `ack_delay`). A message is made from its
+//! boat's state only when it is due, so the next vehicle_log after a command shows it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,16 +23,19 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
+use seano_wire::command::AckMessage;
 use seano_wire::BrokerAddress;
-use seano_wire::MessageType;
-use tokio::sync::mpsc;
+use seano_wire::{format_time, MessageType};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::bad::BadKind;
+use crate::command::{Commands, Reply};
 use crate::config::SimConfig;
 use crate::fleet::{Fleet, SimMessage};
+use crate::link::{CommandLink, LinkEvent};
 use crate::summary::{StopReason, Summary};
 
 /// Behind schedule by more than this, the schedule slips instead of bursting to catch up.
@@ -35,13 +43,30 @@ const MAX_LAG: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Signals from a run in progress, for a caller that drives the simulator (a test must not
+/// command the boats before they listen).
+#[derive(Debug, Default)]
+pub struct RunHooks {
+    /// Fired when the broker has granted every boat's command subscription (the first time).
+    pub commands_ready: Option<oneshot::Sender<()>>,
+}
+
 /// Publishes `config`'s fleet until `config.count` messages, `config.duration`, or `stop`;
 /// then waits (up to `config.drain_timeout`) for the outstanding acknowledgements, disconnects
-/// and returns what was sent.
+/// and returns what was sent. Meanwhile the boats obey and answer the commands sent to them.
 ///
 /// Keeps reconnecting while the broker is unreachable; fails only if the first connection
 /// does not succeed within `config.connect_timeout`, or on a configuration error.
 pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<Summary> {
+    run_with(config, stop, RunHooks::default()).await
+}
+
+/// [`run`], with `hooks` told how it goes.
+pub async fn run_with(
+    config: SimConfig,
+    stop: CancellationToken,
+    mut hooks: RunHooks,
+) -> anyhow::Result<Summary> {
     let mut fleet = Fleet::new(&config)?;
     let options = mqtt_options(&config)?;
     let qos = if config.qos == 0 {
@@ -55,6 +80,12 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
     let max_outstanding = 2 * usize::from(config.inflight);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut conn = Connection::open(0, options.clone(), events_tx.clone());
+    let mut commands = Commands::new(&config, fleet.seed());
+    let (link_tx, mut link_events) = mpsc::unbounded_channel();
+    let mut link = CommandLink::open(&config, options.clone(), link_tx);
+    // Answers waiting out `ack_delay`, in the order they are due (the delay is constant).
+    let mut answers: VecDeque<(Instant, i64, AckMessage)> = VecDeque::new();
+    let mut link_failures = 0u32;
 
     let started = Instant::now();
     let connect_deadline = config.connect_timeout.map(|t| started + t);
@@ -63,7 +94,6 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
     // Simulation second 0, set at the first ConnAck; `slip` is how far the schedule slipped.
     let mut clock: Option<Instant> = None;
     let mut slip = Duration::ZERO;
-    let mut next: Option<SimMessage> = None;
     let mut stopping: Option<StopReason> = None;
     let mut drain_deadline = None;
     let mut progress = tokio::time::interval(Duration::from_secs(1));
@@ -73,6 +103,28 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
     let far = || Instant::now() + Duration::from_secs(86_400);
 
     loop {
+        // Answer every command whose delay is over.
+        while answers
+            .front()
+            .is_some_and(|(at, ..)| *at <= Instant::now())
+        {
+            // unwrap: front() was Some.
+            let (_, vehicle_id, mut ack) = answers.pop_front().expect("an answer is due");
+            if !config.ack_delay.is_zero() {
+                ack.timestamp = Some(format_time(Utc::now()));
+            }
+            match link.answer(vehicle_id, &ack) {
+                Ok(()) if ack.status == "ok" => summary.commands.answered_ok += 1,
+                Ok(()) => summary.commands.answered_error += 1,
+                Err(e) => {
+                    summary.commands.unsent += 1;
+                    log::warn!(
+                        "vehicle {vehicle_id}: answer to {} not sent: {e}",
+                        ack.request_id
+                    );
+                }
+            }
+        }
         let now = Instant::now();
         if stopping.is_none() {
             if let (Some(c), Some(d)) = (clock, config.duration) {
@@ -84,14 +136,15 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
         // Publish everything that is due.
         while stopping.is_none() && conn.connected && conn.outstanding() < max_outstanding {
             let Some(c) = clock else { break };
-            if next.is_none() {
-                next = fleet.next_message();
-                if next.is_none() {
-                    stopping = Some(StopReason::Count);
-                    break;
-                }
+            let Some(at) = fleet.next_due() else {
+                stopping = Some(StopReason::Count);
+                break;
+            };
+            if c + slip + at > Instant::now() {
+                break;
             }
-            let Some(msg) = next.take_if(|m| c + slip + m.at <= Instant::now()) else {
+            let Some(msg) = fleet.next_message() else {
+                stopping = Some(StopReason::Count);
                 break;
             };
             let lag = Instant::now().saturating_duration_since(c + slip + msg.at);
@@ -110,14 +163,16 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
             }
         }
 
+        let due = fleet.next_due();
         let can_publish = stopping.is_none()
             && conn.connected
             && conn.outstanding() < max_outstanding
-            && next.is_some();
-        let next_due = match (clock, &next) {
-            (Some(c), Some(m)) if can_publish => c + slip + m.at,
+            && due.is_some();
+        let next_due = match (clock, due) {
+            (Some(c), Some(at)) if can_publish => c + slip + at,
             _ => far(),
         };
+        let answer_due = answers.front().map_or_else(far, |(at, ..)| *at);
         let duration_end = match (clock, config.duration) {
             (Some(c), Some(d)) if stopping.is_none() => c + d,
             _ => far(),
@@ -127,6 +182,57 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
             _ = stop.cancelled(), if stopping.is_none() => {
                 stopping = Some(StopReason::Cancelled);
             }
+            // Before the telemetry events, which never run dry under a flood: commands are few.
+            Some(event) = link_events.recv() => match event {
+                LinkEvent::Connected { session_present } => {
+                    link.connected = true;
+                    link_failures = 0;
+                    log::info!(
+                        "command link connected to {} as {} (session {})",
+                        config.broker,
+                        crate::link::client_id(&config),
+                        if session_present { "resumed" } else { "new" }
+                    );
+                }
+                LinkEvent::Subscribed => {
+                    log::info!("listening for commands to {} boats", config.vehicles);
+                    if let Some(ready) = hooks.commands_ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                LinkEvent::Command { topic, payload } => {
+                    summary.commands.received += 1;
+                    let Some((vehicle_id, boat)) =
+                        link.vehicle(&topic).and_then(|id| Some((id, fleet.boat_mut(id)?)))
+                    else {
+                        log::warn!("command on {topic}, which is no boat's; ignored");
+                        summary.commands.ignored += 1;
+                        continue;
+                    };
+                    let ack = match commands.handle(boat, &payload, Utc::now()) {
+                        Reply::Ignore => {
+                            summary.commands.ignored += 1;
+                            continue;
+                        }
+                        Reply::Answer(ack) => ack,
+                        Reply::Repeat(ack) => {
+                            summary.commands.repeated += 1;
+                            ack
+                        }
+                    };
+                    answers.push_back((Instant::now() + config.ack_delay, vehicle_id, ack));
+                }
+                LinkEvent::Down(e) => {
+                    link.connected = false;
+                    link_failures += 1;
+                    if link_failures % 10 == 1 {
+                        log::warn!(
+                            "command link to {} down (attempt {link_failures}): {e}; retrying",
+                            config.broker
+                        );
+                    }
+                }
+            },
             Some((generation, event)) = events.recv() => {
                 if generation != conn.generation {
                     continue; // a dropped connection's leftovers; its messages are counted
@@ -171,11 +277,13 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
                     LoopEvent::Closed => {}
                 }
             }
+            _ = sleep_until(answer_due), if !answers.is_empty() => {}
             _ = sleep_until(next_due), if can_publish => {}
             _ = sleep_until(duration_end), if stopping.is_none() && clock.is_some() => {}
             _ = sleep_until(drain_deadline.unwrap_or_else(far)), if drain_deadline.is_some() => {}
             _ = sleep_until(connect_deadline.unwrap_or_else(far)), if clock.is_none() && connect_deadline.is_some() => {
                 conn.abort();
+                link.abort();
                 bail!(
                     "could not connect to {} within {:?}: {last_connect_error}",
                     config.broker,
@@ -205,6 +313,14 @@ pub async fn run(config: SimConfig, stop: CancellationToken) -> anyhow::Result<S
 
     summary.failure_causes.unacked_at_exit += conn.outstanding() as u64;
     conn.close().await;
+    if !answers.is_empty() {
+        log::warn!(
+            "{} answers still waiting out --ack-delay-ms at exit; not sent",
+            answers.len()
+        );
+        summary.commands.unsent += answers.len() as u64;
+    }
+    link.close().await;
     summary.stopped_by = stopping.unwrap_or(StopReason::Cancelled);
     summary.failures = summary.failure_causes.total();
     summary.elapsed_secs = clock.map_or(0.0, |c| c.elapsed().as_secs_f64());
@@ -370,7 +486,8 @@ async fn poll(
     }
 }
 
-/// Client options from the config: address, credentials, TLS, flow control.
+/// Client options from the config: address, credentials, TLS, flow control. The command link
+/// starts from the same ones.
 fn mqtt_options(config: &SimConfig) -> anyhow::Result<MqttOptions> {
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let addr = BrokerAddress::parse(&config.broker).map_err(|e| anyhow!("--broker: {e}"))?;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::bad::BadKind;
 
-/// Message counts by telemetry type.
+/// Message counts by telemetry type (a boat's answers to commands are in [`CommandCounts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TypeCounts {
     pub raw_log: u64,
@@ -22,6 +22,7 @@ impl TypeCounts {
             MessageType::RawLog => self.raw_log,
             MessageType::SensorLog => self.sensor_log,
             MessageType::VehicleLog => self.vehicle_log,
+            MessageType::CommandStatus => 0,
         }
     }
 
@@ -30,6 +31,8 @@ impl TypeCounts {
             MessageType::RawLog => self.raw_log += n,
             MessageType::SensorLog => self.sensor_log += n,
             MessageType::VehicleLog => self.vehicle_log += n,
+            // Not telemetry: the answers to commands are counted in `CommandCounts`.
+            MessageType::CommandStatus => {}
         }
     }
 
@@ -77,6 +80,25 @@ impl FailureCauses {
     }
 }
 
+/// What the boats did with the commands they received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CommandCounts {
+    /// Messages received on the boats' command topics, redeliveries included.
+    pub received: u64,
+    /// Of those, repeats of a request_id the boat had already answered: answered again with
+    /// the same outcome, not carried out again.
+    pub repeated: u64,
+    /// Answers `ok` handed to the MQTT client (QoS 1).
+    pub answered_ok: u64,
+    /// Answers `error` handed to the MQTT client: refused, unknown, expired, simulated failure.
+    pub answered_error: u64,
+    /// Not answered: received by a silent boat (`--silent-boats`), or without a readable
+    /// `request_id`.
+    pub ignored: u64,
+    /// Answers not sent: still waiting out `--ack-delay-ms` at exit, or refused by the client.
+    pub unsent: u64,
+}
+
 /// The outcome of one run. "Sent" means acknowledged by the broker (PubAck) with QoS 1, and
 /// written to the connection with QoS 0; every count below except `published` counts sent
 /// messages, so with no failures the gateway should have received exactly these.
@@ -106,6 +128,8 @@ pub struct Summary {
     pub bad_by_reason: BTreeMap<RejectReason, u64>,
     /// Connections that dropped after being established.
     pub reconnects: u64,
+    /// Commands received and answered.
+    pub commands: CommandCounts,
     /// Seconds from the first connection to the end of the drain.
     pub elapsed_secs: f64,
     /// `total_sent / elapsed_secs`.
@@ -130,6 +154,7 @@ impl Summary {
             bad_by_kind: BTreeMap::new(),
             bad_by_reason: BTreeMap::new(),
             reconnects: 0,
+            commands: CommandCounts::default(),
             elapsed_secs: 0.0,
             rate: 0.0,
         }
@@ -181,6 +206,12 @@ impl fmt::Display for Summary {
             f,
             "  failures     {} (rejected by client {}, lost on disconnect {}, unacked at exit {}; reconnects {})",
             self.failures, c.rejected_by_client, c.lost_on_disconnect, c.unacked_at_exit, self.reconnects
+        )?;
+        let m = &self.commands;
+        writeln!(
+            f,
+            "  commands     {} received ({} repeated): answered ok {}, answered error {}, ignored {}, unsent {}",
+            m.received, m.repeated, m.answered_ok, m.answered_error, m.ignored, m.unsent
         )?;
         let t = &self.by_type;
         writeln!(
