@@ -13,10 +13,8 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { chromium } from "playwright-core";
-import { ROOT, SIM, DEADLINE_MS, start, startGateway, stopAll, waitUntil } from "./gateway.mjs";
+import { ROOT, SIM, DEADLINE_MS, launchChromium, start, startGateway, stopAll, waitUntil } from "./gateway.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTIFACTS = resolve(ROOT, process.env.ARTIFACTS || "test-artifacts");
 const VEHICLES = 3;
 
@@ -70,17 +68,7 @@ test("the dashboard shows the simulated fleet, its live values change, and it re
   assert.ok(existsSync(simCmd), `${simCmd} exists (cargo build -p jetson-sim)`);
   const sim = start(simCmd, simArgs);
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium();
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const problems = [];
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));

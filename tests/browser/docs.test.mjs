@@ -43,7 +43,8 @@ test("the AsyncAPI document parses without errors or warnings", async () => {
   assert.deepEqual(addresses, ["/api/ws", "/api/ws/vehicle/{vehicle_id}"]);
   const messages = document.components().messages().all().map((m) => m.name()).sort();
   assert.deepEqual(messages, [
-    "conflated", "connection", "error", "ping", "pong", "raw_log", "resync", "sensor_log",
-    "subscribe", "subscription_ack", "unsubscribe", "vehicle_log",
+    "command", "command_accepted", "command_status", "conflated", "connection", "error", "ping",
+    "pong", "raw_log", "resync", "sensor_log", "subscribe", "subscription_ack", "unsubscribe",
+    "vehicle_log",
   ]);
 });

@@ -1,6 +1,6 @@
 // Shared by the browser tests: start the real gateway binary (and other processes) with
 // ports picked by the OS and a temporary SQLite file, read where it listens from its log,
-// and stop everything at the end.
+// launch headless Chromium, and stop everything at the end.
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const GATEWAY = process.env.SEANO_GATEWAY_BIN || join(ROOT, "target/debug/seano-gateway");
 export const SIM = process.env.SEANO_SIM_BIN || join(ROOT, "target/debug/jetson-sim");
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 export const DEADLINE_MS = 30_000;
 
 const children = [];
@@ -68,14 +69,16 @@ export function waitForOutput(child, pattern, what) {
 /**
  * Starts the gateway with its embedded broker (on ports picked by the OS unless given) and a
  * SQLite file that survives restarts within this run; returns the process and its URLs.
+ * `env` adds settings (e.g. `AUTH_TOKENS`).
  */
-export async function startGateway({ httpAddr = "127.0.0.1:0", mqttAddr = "127.0.0.1:0" } = {}) {
+export async function startGateway({ httpAddr = "127.0.0.1:0", mqttAddr = "127.0.0.1:0", env = {} } = {}) {
   assert.ok(existsSync(GATEWAY), `${GATEWAY} exists (cargo build -p seano-gateway)`);
   const gateway = start(GATEWAY, [], {
     HTTP_ADDR: httpAddr,
     MQTT_EMBEDDED_ADDR: mqttAddr,
     DATABASE_URL: `sqlite://${join(tmp, "seano.db")}?mode=rwc`,
     RUST_LOG: "info,rumqttd=warn",
+    ...env,
   });
   const m = await waitForOutput(
     gateway,
@@ -94,4 +97,20 @@ export async function waitUntil(what, check, timeoutMs = DEADLINE_MS) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Launches Debian's headless Chromium through playwright-core (imported only by browser tests). */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+    ],
+  });
 }
