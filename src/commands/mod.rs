@@ -246,6 +246,7 @@ impl Commands {
         let event = insert_event(&txn, &record, first, now).await?;
         txn.commit().await?;
         inner.metrics.commands_accepted.fetch_add(1, Relaxed);
+        inner.metrics.stored.add(MessageType::CommandStatus, 1);
         log::info!(
             "commands: {} to vehicle {} accepted as {request_id} (from {})",
             row.command,
@@ -305,19 +306,22 @@ impl Commands {
         Ok(())
     }
 
-    /// Follows sent commands and deadlines until shutdown: `sent` carries the request ids whose
-    /// publish the broker acknowledged.
+    /// Follows sent commands and deadlines: `sent` carries the request ids whose publish the
+    /// broker acknowledged. At shutdown the sweep stops (the next start, or another instance,
+    /// takes over the deadlines) and the last PUBACKs are recorded until the MQTT task has
+    /// stopped and closed `sent`.
     pub async fn run(self, mut sent: mpsc::UnboundedReceiver<String>, shutdown: CancellationToken) {
         let mut next_sweep = tokio::time::Instant::now();
+        let mut stopping = false;
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled(), if !stopping => stopping = true,
                 id = sent.recv() => match id {
                     Some(id) => self.retry(|| self.mark_sent(&id)).await,
                     None => return,
                 },
-                _ = tokio::time::sleep_until(next_sweep) => {
+                _ = tokio::time::sleep_until(next_sweep), if !stopping => {
                     let next = self.retry(|| self.sweep()).await;
                     let wait = next
                         .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
@@ -325,7 +329,9 @@ impl Commands {
                         .min(SWEEP);
                     next_sweep = tokio::time::Instant::now() + wait;
                 }
-                _ = self.inner.wake.notified() => next_sweep = tokio::time::Instant::now(),
+                _ = self.inner.wake.notified(), if !stopping => {
+                    next_sweep = tokio::time::Instant::now();
+                }
             }
         }
     }
@@ -450,6 +456,7 @@ impl Commands {
         };
         txn.commit().await?;
         if let Some(event) = event {
+            inner.metrics.stored.add(MessageType::CommandStatus, 1);
             log::info!(
                 "commands: {} {} ({})",
                 new.request_id,

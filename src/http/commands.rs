@@ -232,14 +232,16 @@ fn vehicles_schema() -> utoipa::openapi::schema::Schema {
                 .schema_type(Type::String)
                 .enum_values(Some(["all"])),
         )
-        .item(ArrayBuilder::new().items(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                    utoipa::openapi::KnownFormat::Int64,
-                )))
-                .minimum(Some(1)),
-        ))
+        .item(
+            ArrayBuilder::new().items(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .minimum(Some(1)),
+            ),
+        )
         .description(Some("`\"all\"`, or the vehicle ids the credential covers."))
         .build()
         .into()

@@ -22,7 +22,7 @@ const VEHICLES: usize = 20;
 const HZ: u64 = 5;
 
 /// Resources on PostgreSQL and a Mosquitto of the test's own, or `None` without PostgreSQL.
-async fn postgres_and_mosquitto() -> Option<(Resources, PrivateMosquitto)> {
+pub async fn postgres_and_mosquitto() -> Option<(Resources, PrivateMosquitto)> {
     if !std::env::var("TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
         eprintln!("skipped: several instances need PostgreSQL (set TEST_DATABASE_URL)");
         return None;
@@ -33,7 +33,7 @@ async fn postgres_and_mosquitto() -> Option<(Resources, PrivateMosquitto)> {
     Some((resources, broker))
 }
 
-async fn instance(resources: &Resources, id: &str) -> GatewayProcess {
+pub async fn instance(resources: &Resources, id: &str) -> GatewayProcess {
     GatewayProcess::start_with(
         resources,
         &[("INSTANCE_ID", id), ("MQTT_SHARED_GROUP", "gateways")],

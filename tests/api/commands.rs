@@ -661,3 +661,95 @@ async fn pending_commands_survive_a_restart_and_their_frames_resume_with_since()
     }
     boat.stop().await;
 }
+
+#[actix_rt::test]
+async fn with_two_instances_the_answer_may_reach_either_and_every_client_sees_every_state() {
+    let Some((resources, broker)) = crate::cluster::postgres_and_mosquitto().await else {
+        return;
+    };
+    let a = crate::cluster::instance(&resources, "gw-a").await;
+    let b = crate::cluster::instance(&resources, "gw-b").await;
+    let mut publisher = crate::helpers::Publisher::connect(&broker.url).await;
+    for vehicle in 1..=4 {
+        publisher
+            .publish(
+                &format!("{}/{vehicle}/vehicle_log", resources.prefix),
+                br#"{"mode":"MANUAL"}"#.to_vec(),
+            )
+            .await;
+    }
+    let http = awc::Client::default();
+    let get = |port: u16, path: String| {
+        let http = http.clone();
+        async move {
+            let mut resp = http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    wait_for("the vehicles to register", || async {
+        get(a.port, "/api/vehicles".into()).await.1["vehicles"]
+            .as_array()
+            .map(Vec::len)
+            == Some(4)
+    })
+    .await;
+    let mut boat = Boat::start(&broker.url, &resources.prefix, Answer::Ok("done")).await;
+    let mut watchers = Vec::new();
+    for port in [a.port, b.port] {
+        watchers.push(
+            WsClient::connect(&format!(
+                "ws://127.0.0.1:{port}/api/ws?types=command_status"
+            ))
+            .await,
+        );
+    }
+
+    // Sent through either instance; the boat's answers reach whichever the broker picks.
+    let ids: Vec<String> = (0..12).map(|n| format!("c-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let port = if n % 2 == 0 { a.port } else { b.port };
+        let mut resp = http
+            .post(format!(
+                "http://127.0.0.1:{port}/api/vehicles/{}/commands",
+                n % 4 + 1
+            ))
+            .send_json(&json!({"command": "HOLD", "request_id": id}))
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "{:?}", resp.body().await);
+    }
+    for _ in &ids {
+        boat.next().await;
+    }
+    for ws in &mut watchers {
+        let mut done = std::collections::BTreeSet::new();
+        while done.len() < ids.len() {
+            let v = ws.next_json().await;
+            if v["type"] == "command_status" && v["data"]["status"] == "succeeded" {
+                done.insert(v["data"]["request_id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    // Each answer was stored once, by one instance or the other.
+    let mut answers = 0;
+    for port in [a.port, b.port] {
+        let (_, stats) = get(port, "/api/ws/stats".into()).await;
+        let n = stats["messages"]["stored"]["command_status"]
+            .as_u64()
+            .unwrap();
+        let received = stats["messages"]["received"]["command_status"]
+            .as_u64()
+            .unwrap();
+        eprintln!("instance on {port}: {received} answers taken, {n} state changes stored");
+        answers += received;
+    }
+    assert_eq!(answers, 12);
+    boat.stop().await;
+}
