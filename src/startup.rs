@@ -126,7 +126,13 @@ impl Application {
                 None => None,
             },
         );
-        let (client, eventloop) = rumqttc::AsyncClient::new(options, ACK_CAPACITY);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, ACK_CAPACITY);
+        // A command is one small packet that must leave at once, not wait (Nagle) behind the
+        // broker's TCP acknowledgement of the last acks written; rumqttc still writes what it
+        // has in one go per poll, so this adds no packets under load.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (receipts, receipts_back) = tokio::sync::mpsc::unbounded_channel();
         // The sequencer feeds the hub every seq in order: the writer's commits, the commands
         // service's, and in a shared group every other instance's.

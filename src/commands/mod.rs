@@ -26,7 +26,7 @@ use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, TransactionTrait,
+    QueryTrait,
 };
 use seano_wire::command::{CommandAck, CommandMessage};
 use tokio::sync::{mpsc, Notify};
@@ -39,7 +39,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::store::queries::VehicleRef;
-use crate::store::reserve_seqs;
+use crate::store::{begin_write, reserve_seqs};
 
 /// The longest the deadline sweep sleeps: how late a deadline can be enforced when this
 /// instance did not accept the command (another instance did, or a previous run).
@@ -230,7 +230,7 @@ impl Commands {
             ack_timestamp: None,
             late_answer: false,
         };
-        let txn = inner.db.begin().await?;
+        let txn = begin_write(&inner.db).await?;
         let mut active = row.clone().into_active_model();
         active.id = NotSet;
         if let Err(e) = active.insert(&txn).await {
@@ -435,7 +435,7 @@ impl Commands {
         F: Fn(&command::Model) -> Option<(command::Model, bool)>,
     {
         let inner = &self.inner;
-        let txn = inner.db.begin().await?;
+        let txn = begin_write(&inner.db).await?;
         // Locks the command's row, then (reserving a seq) the cursor: the order every writer
         // takes them in, the store's writer too (apply_acks), so none waits on another in a
         // circle.

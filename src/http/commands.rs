@@ -79,6 +79,7 @@ pub struct CommandPage {
     /// More, older commands exist.
     pub has_more: bool,
     /// Pass as `before_id` for the next (older) page; null on the last page.
+    #[schema(required = true)]
     pub next_before_id: Option<i64>,
 }
 
@@ -186,6 +187,7 @@ pub struct Me {
 pub struct CommandRights {
     pub allowed: bool,
     /// Why not, when not allowed.
+    #[schema(required = true)]
     pub reason: Option<String>,
     /// The commands this gateway accepts (COMMANDS).
     pub names: Vec<String>,

@@ -14,10 +14,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 pub(crate) use writer::reserve_seqs;
 pub use writer::{Incoming, Receipts, StoreHandle, Writer, WriterConfig};
+
+/// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`): a deferred transaction that reads and then writes is refused on the spot
+/// (`SQLITE_BUSY`, whatever the busy timeout) when another writer (the store's writer, the
+/// commands service, the heartbeat) wrote in between, while an immediate one waits its turn.
+/// PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
 
 /// Connects, applies the gateway's SQLite settings (WAL, NORMAL sync, busy timeout) or turns
 /// Nagle's algorithm off for PostgreSQL over TCP, and runs the migrations.

@@ -12,7 +12,7 @@ use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, RuntimeErr, Statement, TransactionTrait,
+    QueryTrait, RuntimeErr, Statement,
 };
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
@@ -393,7 +393,7 @@ async fn write_batch<R>(
     dedup_floor: i64,
     announce: Option<&str>,
 ) -> Result<Written, DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
 
     let decoded: Vec<(&Incoming<R>, &Decoded)> = batch
         .iter()
@@ -829,7 +829,7 @@ mod tests {
             .execute_raw(sql("INSERT INTO t VALUES (1)"))
             .await
             .unwrap();
-        let lock = holder.begin().await.unwrap();
+        let lock = sea_orm::TransactionTrait::begin(&holder).await.unwrap();
         lock.execute_raw(sql("INSERT INTO t VALUES (2)"))
             .await
             .unwrap();
