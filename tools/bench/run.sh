@@ -14,7 +14,11 @@
 #   BENCH_OUT       where the JSON results and gateway logs go (default: a new /tmp/seano-bench.* dir)
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
 #                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, idle, slow,
-#                   cluster-ingest-one, cluster-ingest-two, cluster-one, cluster-two, baseline)
+#                   cluster-ingest-one, cluster-ingest-two, cluster-one, cluster-two, baseline,
+#                   commands-100)
+#
+# The commands scenario also starts jetson-sim: its boats register with their telemetry and
+# answer the commands the bench sends and times (`BENCH_ONLY='^commands' tools/bench/run.sh`).
 #
 # The ingest scenarios use a private Mosquitto started from tools/bench/mosquitto.conf on a free
 # port (no inflight limit, a deep queue), because the stock configuration limits one QoS 1
@@ -26,7 +30,7 @@ QUICK=0
 case "${1:-}" in
   --quick) QUICK=1 ;;
   "") ;;
-  -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
@@ -40,14 +44,17 @@ ONLY=${BENCH_ONLY:-.}
 RUN=$$
 GW_BIN="$ROOT/target/release/seano-gateway"
 BENCH="$ROOT/target/release/bench"
+SIM_BIN="$ROOT/target/release/jetson-sim"
 GW_PID=""
 GW2_PID=""
 BROKER_PID=""
+SIM_PID=""
 SCEN=0
 
 log() { printf '== %s\n' "$*" >&2; }
 
 cleanup() {
+  stop_sim
   stop_gateway
   stop_private_broker
 }
@@ -59,7 +66,7 @@ port_of() { local hp=${1#*://}; hp=${hp%%/*}; echo "${hp##*:}"; }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "building release binaries"
-cargo build --release -p seano-gateway -p bench >&2
+cargo build --release -p seano-gateway -p bench -p jetson-sim >&2
 
 # 10,000 WebSocket connections need as many descriptors in the gateway and in the bench.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -111,12 +118,12 @@ stop_gateway() {
   GW_PID=""
 }
 
-# Removes the stopped gateway's persistent session from a shared broker, so it does not keep
-# queueing messages for nobody.
+# forget_session URL CLIENT_ID: removes a stopped client's persistent session (the gateway's,
+# the fleet's command link) from a shared broker, so it does not keep queueing messages for nobody.
 forget_session() {
-  local url=$1
+  local url=$1 id=$2
   command -v mosquitto_pub >/dev/null || return 0
-  mosquitto_pub -h "$(host_of "$url")" -p "$(port_of "$url")" -i "bench-gw-$RUN-$SCEN" \
+  mosquitto_pub -h "$(host_of "$url")" -p "$(port_of "$url")" -i "$id" \
     -t "bench$RUN/cleanup" -n >/dev/null 2>&1 || true
 }
 
@@ -143,6 +150,45 @@ stop_private_broker() {
   BROKER_PID=""
 }
 
+# start_sim MQTT_URL PREFIX BOATS SIM_ARGS...: the simulated fleet (ids 1..BOATS) on the
+# scenario's broker and prefix; then waits until the gateway lists every boat (GET
+# /api/vehicles), which it does from their first telemetry. Sets SIM_PID.
+start_sim() {
+  local mqtt=$1 prefix=$2 boats=$3
+  shift 3
+  local logf="$OUT/sim-$SCEN.log"
+  local id="bench-sim-$RUN-$SCEN"
+  "$SIM_BIN" --broker "$mqtt" --prefix "$prefix" --client-id "$id" --vehicles "$boats" \
+    --start-id 1 --quiet --drain-timeout 2 "$@" >"$logf" 2>&1 &
+  SIM_PID=$!
+  local known=0
+  for _ in $(seq 1 300); do
+    known=$(curl -sf "$GW_HTTP/api/vehicles" |
+      python3 -c 'import json, sys; print(len(json.load(sys.stdin)["vehicles"]))' 2>/dev/null || echo 0)
+    (( known >= boats )) && break
+    if ! kill -0 "$SIM_PID" 2>/dev/null; then
+      echo "jetson-sim exited at start; its log ($logf):" >&2
+      cat "$logf" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  (( known >= boats )) || { log "only $known of $boats boats registered in 30 s ($logf)"; return 1; }
+  log "jetson-sim pid $SIM_PID: $boats boats registered, $*"
+}
+
+stop_sim() {
+  [[ -n "$SIM_PID" ]] || return 0
+  kill -TERM "$SIM_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$SIM_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SIM_PID" 2>/dev/null || true
+  wait "$SIM_PID" 2>/dev/null || true
+  SIM_PID=""
+}
+
 fresh_pg() {
   command -v psql >/dev/null || return 1
   local base=${PG_URL%/*} name=${PG_URL##*/}
@@ -153,6 +199,8 @@ fresh_pg() {
 
 # scenario KEY NAME DB(sqlite|pg|pg-pair|none) BROKER_URL|private BENCH_ARGS...
 # pg-pair: two gateways on PostgreSQL in one MQTT_SHARED_GROUP, the clients split between them.
+# With SIM_BOATS=N (and SIM_ARGS), jetson-sim runs N boats on the scenario's prefix while the
+# bench runs, started once the gateway is up.
 scenario() {
   local key=$1 name=$2 db=$3 broker=$4
   shift 4
@@ -189,14 +237,24 @@ scenario() {
       fi ;;
     none) ;;
   esac
+  local sim_ok=1
+  if [[ -n "${SIM_BOATS:-}" ]]; then
+    # shellcheck disable=SC2086 # SIM_ARGS is a list of flags
+    start_sim "$broker" "$prefix" "$SIM_BOATS" ${SIM_ARGS:-} || sim_ok=0
+  fi
   log "bench --name '$name' --broker $broker --prefix $prefix ${gw_args[*]} $*"
-  if ! "$BENCH" --json --name "$name" --broker "$broker" --prefix "$prefix" "${gw_args[@]}" "$@" >"$out"; then
+  if (( ! sim_ok )) || ! "$BENCH" --json --name "$name" --broker "$broker" --prefix "$prefix" "${gw_args[@]}" "$@" >"$out"; then
     log "scenario $SCEN failed; gateway logs: $OUT/gateway-$SCEN*.log"
     rm -f "$out"
   fi
+  stop_sim
   stop_gateway
   stop_private_broker
-  [[ "$broker" == "$MQTT_URL" && "$db" != none ]] && forget_session "$broker"
+  if [[ "$broker" == "$MQTT_URL" && "$db" != none ]]; then
+    forget_session "$broker" "bench-gw-$RUN-$SCEN"
+    # The fleet's persistent command session, named by jetson-sim after client id, prefix and first id.
+    [[ -n "${SIM_BOATS:-}" ]] && forget_session "$broker" "bench-sim-$RUN-$SCEN-$prefix-1-cmd"
+  fi
   return 0
 }
 
@@ -211,6 +269,8 @@ else
   SLOW_DUR=60
 fi
 INGEST_PUBS=$(( QUICK ? 5 : 100 ))
+CMD_BOATS=$(( QUICK ? 5 : 100 ))
+CMD_DUR=$(( QUICK ? 2 : 25 ))
 VEH_PUBS=$(( QUICK ? 5 : 100 ))
 INGEST_DUR=$(( QUICK ? 2 : 10 ))
 RAMP_DUR=$(( QUICK ? 1 : 5 ))
@@ -240,6 +300,19 @@ scenario cluster-one "one instance: ${CLIENTS} clients on /api/ws, ${RATE} msg/s
   --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
 scenario cluster-two "two instances, one shared group: ${CLIENTS} clients split, ${RATE} msg/s, PostgreSQL" pg-pair "$MQTT_URL" \
   --clients "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
+# One command per boat per second, spread over 10 clients (10/s each): within the gateway's
+# default COMMAND_RATE (2/s per boat) and WS_CLIENT_RATE (20/s per client). The boats publish one
+# vehicle_log per second and no sensor_log, so the gateway's CPU is mostly the commands'.
+SIM_BOATS=$CMD_BOATS SIM_ARGS="--rate 1 --sensor-rate 0" \
+scenario commands-100 "commands: ${CMD_BOATS} simulated boats, ${CMD_BOATS} commands/s" sqlite "$MQTT_URL" \
+  --mode commands --vehicles "$CMD_BOATS" --clients "$(( CMD_BOATS < 10 ? CMD_BOATS : 10 ))" \
+  --command-rate "$CMD_BOATS" --duration "$CMD_DUR"
+# The same on the tuned Mosquitto, whose set_tcp_nodelay sends each command and answer at once:
+# the stock broker's Nagle holds a command behind the boat's delayed TCP acknowledgement.
+SIM_BOATS=$CMD_BOATS SIM_ARGS="--rate 1 --sensor-rate 0" \
+scenario commands-100-tuned "commands: ${CMD_BOATS} simulated boats, ${CMD_BOATS} commands/s (tuned Mosquitto)" sqlite private \
+  --mode commands --vehicles "$CMD_BOATS" --clients "$(( CMD_BOATS < 10 ? CMD_BOATS : 10 ))" \
+  --command-rate "$CMD_BOATS" --duration "$CMD_DUR"
 scenario baseline "MQTT baseline: ${CLIENTS} MQTT subscribers, ${RATE} msg/s (no gateway)" none "$MQTT_URL" \
   --mqtt-subscribers "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
 

@@ -1,5 +1,5 @@
-//! The command line: one flat set of flags; `--idle`, `--ramp`, `--mqtt-subscribers` and
-//! `--clients 0` (ingest) pick the scenario.
+//! The command line: one flat set of flags; `--idle`, `--ramp`, `--mqtt-subscribers`,
+//! `--clients 0` (ingest) and `--mode commands` pick the scenario.
 
 use std::path::PathBuf;
 
@@ -11,8 +11,9 @@ use clap::{Parser, ValueEnum};
 /// memory from /proc.
 ///
 /// Scenarios: fan-out (`--clients M`, the default), ingest (`--clients 0`: stored msg/s from
-/// `GET /api/ws/stats`), broker baseline (`--mqtt-subscribers M`), rate ramp (`--ramp`) and idle
-/// connections (`--idle`).
+/// `GET /api/ws/stats`), broker baseline (`--mqtt-subscribers M`), rate ramp (`--ramp`), idle
+/// connections (`--idle`) and command round trips (`--mode commands`, against boats that
+/// answer, e.g. `jetson-sim`).
 #[derive(Clone, Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Args {
@@ -76,9 +77,32 @@ pub struct Args {
     pub clients: u32,
 
     /// `all`: every client on /api/ws; `vehicle`: clients spread round-robin over
-    /// /api/ws/vehicle/{id} of the publishers' vehicles, each checked to receive only its vehicle.
+    /// /api/ws/vehicle/{id} of the publishers' vehicles, each checked to receive only its vehicle;
+    /// `commands`: no publishers, the clients send commands to --vehicles running boats and time
+    /// each one to its final command_status.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
+
+    /// Commands mode: the boats commanded, START_ID..START_ID+N-1, round-robin. They must have
+    /// sent telemetry (the bench waits up to --ready-timeout for them in GET /api/vehicles) and
+    /// must answer (`jetson-sim --vehicles N`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub vehicles: u32,
+
+    /// Commands mode: commands per second over all clients and boats, paced evenly. Keep it
+    /// within the gateway's limits: COMMAND_RATE per boat, WS_CLIENT_RATE per client (20 by
+    /// default; a client frame over it is dropped unanswered).
+    #[arg(long, default_value_t = 10.0)]
+    pub command_rate: f64,
+
+    /// Commands mode: the commands sent, comma-separated; each boat is sent them in turn.
+    #[arg(long, value_delimiter = ',', default_value = "HOLD,LOITER,AUTO,MANUAL")]
+    pub commands: Vec<String>,
+
+    /// Commands mode: each command's `timeout_ms`; after the last command the bench waits this
+    /// long, plus --drain seconds, for every final state.
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub command_timeout_ms: u64,
 
     /// Fraction of the clients that connect and then never read (slow consumers); they are
     /// excluded from loss and latency, and read at the end to see whether they were disconnected.
@@ -173,6 +197,8 @@ pub enum Mode {
     All,
     /// Clients spread over /api/ws/vehicle/{id}.
     Vehicle,
+    /// Clients send commands and time their round trips.
+    Commands,
 }
 
 impl Args {
@@ -224,6 +250,29 @@ impl Args {
             self.connect_concurrency >= 1,
             "--connect-concurrency must be >= 1"
         );
+        if self.mode == Mode::Commands {
+            anyhow::ensure!(
+                self.command_rate > 0.0 && self.command_rate.is_finite(),
+                "--command-rate must be > 0"
+            );
+            anyhow::ensure!(
+                self.clients >= 1 && self.clients <= self.vehicles,
+                "--mode commands needs 1 to --vehicles clients (each one commands its own boats)"
+            );
+            anyhow::ensure!(
+                !(self.idle
+                    || self.ramp
+                    || self.mqtt_subscribers > 0
+                    || self.slow_ratio > 0.0
+                    || !self.also_gateway.is_empty()),
+                "--mode commands goes with none of --idle, --ramp, --mqtt-subscribers, --slow-ratio, --also-gateway"
+            );
+            for name in &self.commands {
+                seano_wire::command::check_command_name(name)
+                    .map_err(|e| anyhow::anyhow!("--commands: {e}"))?;
+            }
+            anyhow::ensure!(!self.commands.is_empty(), "--commands is empty");
+        }
         Ok(())
     }
 
@@ -233,7 +282,12 @@ impl Args {
             return name.clone();
         }
         let qos = self.qos;
-        if self.idle {
+        if self.mode == Mode::Commands {
+            format!(
+                "commands {} boats, {} cmd/s",
+                self.vehicles, self.command_rate
+            )
+        } else if self.idle {
             format!("idle {} clients", self.clients)
         } else if self.mqtt_subscribers > 0 {
             format!(
@@ -244,7 +298,7 @@ impl Args {
             format!("ingest {} pubs qos{qos}", self.publishers)
         } else {
             let mode = match self.mode {
-                Mode::All => "/api/ws",
+                Mode::All | Mode::Commands => "/api/ws",
                 Mode::Vehicle => "vehicle streams",
             };
             let slow = if self.slow_ratio > 0.0 {

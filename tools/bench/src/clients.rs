@@ -122,23 +122,43 @@ async fn connect_ws(ctx: &WsContext, slot: &ClientSlot) -> Result<WebSocketStrea
 
 /// TCP connect, upgrade, and the first frame, which must be `{"type":"connection",...}`.
 async fn connect_once(ctx: &WsContext, slot: &ClientSlot) -> Result<WebSocketStream<TcpStream>> {
-    let socket = if ctx.addr.is_ipv4() {
+    // A small window makes the gateway's send side back up soon, as with a stalled browser.
+    let rcvbuf = slot.slow.then_some(ctx.slow_rcvbuf);
+    open(
+        ctx.addr,
+        &ctx.authority,
+        &WsContext::path(slot),
+        ctx.read_buffer,
+        rcvbuf,
+    )
+    .await
+}
+
+/// Opens `path` (with its query) on the gateway: TCP connect, upgrade, and the first frame,
+/// which must be `{"type":"connection",...}`. `rcvbuf`: the socket's receive buffer, if set.
+pub async fn open(
+    addr: SocketAddr,
+    authority: &str,
+    path: &str,
+    read_buffer: usize,
+    rcvbuf: Option<u32>,
+) -> Result<WebSocketStream<TcpStream>> {
+    let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }?;
-    if slot.slow {
-        // A small window makes the gateway's send side back up soon, as with a stalled browser.
-        socket.set_recv_buffer_size(ctx.slow_rcvbuf)?;
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size)?;
     }
     let stream = socket
-        .connect(ctx.addr)
+        .connect(addr)
         .await
-        .with_context(|| format!("connecting to {}", ctx.addr))?;
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{}{}", ctx.authority, WsContext::path(slot));
+    let url = format!("ws://{authority}{path}");
     let config = WebSocketConfig::default()
-        .read_buffer_size(ctx.read_buffer)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(0);
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))

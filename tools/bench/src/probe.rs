@@ -168,6 +168,24 @@ pub async fn gateway_counters(addr: SocketAddr, host: &str) -> Result<GatewayCou
     })
 }
 
+/// The ids of the vehicles the gateway knows (`GET /api/vehicles`).
+pub async fn vehicle_ids(addr: SocketAddr, host: &str) -> Result<Vec<i64>> {
+    #[derive(Deserialize)]
+    struct Listed {
+        id: i64,
+    }
+    #[derive(Deserialize)]
+    struct VehicleList {
+        vehicles: Vec<Listed>,
+    }
+    let (status, body) = http_get(addr, host, "/api/vehicles").await?;
+    if status != 200 {
+        bail!("GET /api/vehicles: HTTP {status} {body}");
+    }
+    let list: VehicleList = serde_json::from_str(&body).context("GET /api/vehicles: JSON")?;
+    Ok(list.vehicles.into_iter().map(|v| v.id).collect())
+}
+
 /// Waits for `GET /ready` to answer 200.
 pub async fn wait_ready(addr: SocketAddr, host: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;

@@ -1,6 +1,8 @@
 //! The runs: connect the receivers, publish one step (or a ramp of steps), drain, account;
-//! ingest (no receivers, stored msg/s from the gateway's stats); idle connections.
+//! ingest (no receivers, stored msg/s from the gateway's stats); idle connections; command
+//! round trips (pace commands over the clients, wait for their final states, account).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -8,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rumqttc::QoS;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cli::{Args, Mode};
 use crate::clients::{mqtt_subscriber, ws_client, MqttContext, WsContext};
+use crate::commands::{self, Order};
 use crate::payload::now_us;
 use crate::probe::{self, GatewayCounters, ProcSample};
 use crate::publish::{self, PubConfig};
@@ -101,6 +104,9 @@ pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
     }
     if args.idle {
         return Ok(vec![idle(args, &env).await?]);
+    }
+    if args.mode == Mode::Commands {
+        return Ok(vec![command_round_trips(args, &env).await?]);
     }
     if args.clients == 0 && !baseline {
         anyhow::ensure!(!args.ramp, "--ramp needs clients or MQTT subscribers");
@@ -339,6 +345,7 @@ fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
         mode: match args.mode {
             Mode::All => "all".into(),
             Mode::Vehicle => "vehicle".into(),
+            Mode::Commands => "commands".into(),
         },
         slow_clients,
         mqtt_subscribers: args.mqtt_subscribers,
@@ -778,6 +785,194 @@ async fn idle(args: &Args, env: &Env) -> Result<Report> {
         clients_failed: failed,
         healthy_closed: closed.saturating_sub(failed),
         notes,
+        ..Default::default()
+    })
+}
+
+/// Waits until the gateway knows every vehicle in `ids` (commands to a vehicle it never heard
+/// from are refused), up to --ready-timeout.
+async fn wait_for_vehicles(args: &Args, env: &Env, ids: &[i64]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs_f64(args.ready_timeout.max(1.0));
+    loop {
+        let known: HashSet<i64> = probe::vehicle_ids(env.gateway, &env.gateway_authority)
+            .await?
+            .into_iter()
+            .collect();
+        let missing: Vec<i64> = ids.iter().copied().filter(|v| !known.contains(v)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} of the {} boats never sent telemetry (first: vehicle {}); commands need boats \
+                 that publish and answer, e.g. `jetson-sim --prefix {} --start-id {} --vehicles {}`",
+                missing.len(),
+                ids.len(),
+                missing[0],
+                args.prefix,
+                args.start_id,
+                args.vehicles
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Commands mode: `--clients` sockets, client c owning the boats whose index is c modulo the
+/// clients; command k goes to boat k modulo the boats, due at k / --command-rate seconds, with
+/// the boat's next name from --commands. Then waits for every final state (at most the
+/// commands' timeout plus --drain after the last one) and accounts.
+async fn command_round_trips(args: &Args, env: &Env) -> Result<Report> {
+    let ids: Vec<i64> = (0..i64::from(args.vehicles))
+        .map(|k| args.start_id + k)
+        .collect();
+    wait_for_vehicles(args, env, &ids).await?;
+    let clients = args.clients as usize;
+    let owned: Vec<Vec<i64>> = (0..clients)
+        .map(|c| ids.iter().copied().skip(c).step_by(clients).collect())
+        .collect();
+
+    let before_connect = env.server_sample();
+    let streams = futures_util::future::try_join_all(owned.iter().map(|vehicles| {
+        commands::connect(
+            env.gateway,
+            &env.gateway_authority,
+            args.read_buffer,
+            vehicles,
+        )
+    }))
+    .await
+    .context("connecting the command clients")?;
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let after_connect = env.server_sample();
+
+    let progress = Arc::new(commands::Progress::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let mut orders = Vec::with_capacity(clients);
+    let mut tasks = Vec::with_capacity(clients);
+    for ws in streams {
+        // A client that cannot keep up holds the pacer back, which shows as a lower send rate.
+        let (tx, rx) = mpsc::channel(256);
+        orders.push(tx);
+        tasks.push(tokio::spawn(commands::run_client(
+            ws,
+            args.command_timeout_ms,
+            rx,
+            progress.clone(),
+            stop_rx.clone(),
+        )));
+    }
+
+    let counters0 = counters(env).await;
+    let r0 = read_all(env);
+    let start = Instant::now();
+    let mut attempted = 0u64;
+    let mut undelivered = 0u64;
+    let boats = ids.len() as u64;
+    while (attempted as f64) / args.command_rate < args.duration {
+        let due = start + Duration::from_secs_f64(attempted as f64 / args.command_rate);
+        tokio::time::sleep_until(due.into()).await;
+        let boat = (attempted % boats) as usize;
+        let turn = (attempted / boats) as usize;
+        let order = Order {
+            vehicle: ids[boat],
+            command: args.commands[turn % args.commands.len()].clone(),
+            request_id: format!("bench-{}-{attempted}", env.tag),
+        };
+        if orders[boat % clients].send(order).await.is_err() {
+            undelivered += 1;
+        }
+        attempted += 1;
+    }
+    // At least the duration, as for publishers: the last command is due before its end.
+    let send_secs = start.elapsed().as_secs_f64().max(args.duration);
+    drop(orders);
+
+    let deadline = Instant::now()
+        + Duration::from_millis(args.command_timeout_ms)
+        + Duration::from_secs_f64(args.drain);
+    loop {
+        let sent = progress.sent.load(Relaxed);
+        let all_sent = sent + undelivered >= attempted;
+        if (all_sent && progress.settled.load(Relaxed) >= sent) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r1 = read_all(env);
+    let counters1 = counters(env).await;
+    let _ = stop.send(true);
+    let mut logs = Vec::with_capacity(tasks.len());
+    let mut errors = Vec::new();
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(15), t).await {
+            Ok(Ok(log)) => logs.push(log),
+            Ok(Err(e)) => errors.push(format!("a command client failed: {e}")),
+            Err(_) => errors.push("a command client did not stop in 15 s".into()),
+        }
+    }
+
+    let mut figures = commands::account(&logs, start);
+    figures.vehicles = args.vehicles;
+    figures.clients = args.clients;
+    figures.target_rate = args.command_rate;
+    figures.send_rate = figures.sent as f64 / send_secs.max(1e-3);
+    let mut u = usage(env, &r0, &r1, before_connect, after_connect, clients as u64);
+    if let (Some(s), Some(cpu)) = (u.server.as_mut(), u.server_cpu_s) {
+        if figures.sent > 0 {
+            s.cpu_us_per_frame = Some(cpu * 1e6 / figures.sent as f64);
+        }
+    }
+    let closed = logs.iter().filter(|l| l.closed.is_some()).count() as u64;
+    let mut notes = Vec::new();
+    for (what, per_second, gateway_default) in [
+        ("per client", args.command_rate / clients as f64, 20.0),
+        ("per boat", args.command_rate / boats as f64, 2.0),
+    ] {
+        if per_second > gateway_default {
+            notes.push(format!(
+                "{per_second:.1} commands/s {what} is above the gateway's default limit ({gateway_default}/s)"
+            ));
+        }
+    }
+    if undelivered > 0 {
+        errors.push(format!(
+            "{undelivered} commands not handed to a client (it had ended)"
+        ));
+    }
+    if let Some(why) = logs.iter().find_map(|l| l.closed.clone()) {
+        errors.push(format!(
+            "{closed} command clients ended early (first: {why})"
+        ));
+    }
+    for text in commands::notices(&logs) {
+        notes.push(format!("gateway error frame: {text}"));
+    }
+    if figures.repeats + figures.extra_finals + figures.foreign_frames > 0 {
+        notes.push(format!(
+            "{} repeats, {} extra final states, {} frames of other commands",
+            figures.repeats, figures.extra_finals, figures.foreign_frames
+        ));
+    }
+    Ok(Report {
+        scenario: args.scenario_name(),
+        kind: "commands".into(),
+        params: Params {
+            publishers: 0,
+            ..params(args, args.command_rate, 0)
+        },
+        target_rate: args.command_rate,
+        limit: limits(args.command_rate, figures.send_rate, &u, env.threads),
+        commands: Some(figures),
+        server: u.server,
+        broker_cpu_percent: u.broker_cpu,
+        bench_cpu_percent: u.bench_cpu,
+        machine_idle_percent: u.machine_idle,
+        clients_connected: clients as u64,
+        healthy_closed: closed,
+        gateway_counters: counters0.zip(counters1).map(|(a, b)| b.delta(a)),
+        notes,
+        errors,
         ..Default::default()
     })
 }

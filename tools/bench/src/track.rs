@@ -198,6 +198,9 @@ pub struct Delivery {
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
+    /// Absent from result files of earlier versions.
+    #[serde(default)]
+    pub p90: f64,
     pub p95: f64,
     pub p99: f64,
     pub max: f64,
@@ -225,6 +228,7 @@ pub fn latency(samples: &mut [u32]) -> Option<Latency> {
     };
     Some(Latency {
         p50: at(0.50),
+        p90: at(0.90),
         p95: at(0.95),
         p99: at(0.99),
         max: samples[samples.len() - 1] as f64 / 1000.0,
@@ -316,7 +320,10 @@ mod tests {
     fn percentiles_use_the_nearest_rank() {
         let mut v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
         let l = latency(&mut v).unwrap();
-        assert_eq!((l.p50, l.p95, l.p99, l.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (l.p50, l.p90, l.p95, l.p99, l.max),
+            (50.0, 90.0, 95.0, 99.0, 100.0)
+        );
         assert!(latency(&mut []).is_none());
     }
 

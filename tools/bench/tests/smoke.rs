@@ -1,7 +1,9 @@
 //! CI smoke run of the harness: the workspace's gateway binary on port 0 with a temporary
 //! SQLite file and its embedded broker (or the broker of `TEST_MQTT_URL`, under a topic prefix
 //! of its own), then the bench binary for two seconds per scenario, and its JSON checked for
-//! delivery without loss or duplicates. Nothing about time is asserted.
+//! delivery without loss or duplicates; for the commands mode, a simulated fleet
+//! (`jetson-sim`, in-process) answers, and every command must come back with its round trip.
+//! Nothing about time is asserted.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -230,4 +232,115 @@ fn the_harness_measures_a_real_gateway_without_loss() {
     assert_eq!(idle["kind"], "idle", "{idle}");
     assert_eq!(idle["clients_connected"], 5, "{idle}");
     assert_eq!(idle["healthy_closed"], 0, "{idle}");
+}
+
+/// A simulated fleet on the gateway's broker and prefix, run in-process until dropped.
+struct Fleet {
+    rt: tokio::runtime::Runtime,
+    stop: jetson_sim::CancellationToken,
+    run: Option<tokio::task::JoinHandle<anyhow::Result<jetson_sim::Summary>>>,
+}
+
+impl Fleet {
+    /// Starts `vehicles` boats and waits until they listen for commands.
+    fn start(gw: &Gateway, vehicles: u32) -> Fleet {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let stop = jetson_sim::CancellationToken::new();
+        let config = jetson_sim::SimConfig {
+            broker: gw.broker.clone(),
+            client_id: format!("bench-smoke-sim-{}", gw.prefix),
+            prefix: gw.prefix.clone(),
+            vehicles,
+            rate: 2.0,
+            sensor_rate: 0.0,
+            seed: Some(7),
+            drain_timeout: Duration::from_secs(2),
+            ..jetson_sim::SimConfig::default()
+        };
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let hooks = jetson_sim::RunHooks {
+            commands_ready: Some(ready_tx),
+        };
+        let run = rt.spawn(jetson_sim::run_with(config, stop.clone(), hooks));
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), ready)
+                .await
+                .expect("the boats did not subscribe to their commands in 30 s")
+                .expect("the simulator ended before its boats listened");
+        });
+        Fleet {
+            rt,
+            stop,
+            run: Some(run),
+        }
+    }
+
+    /// Stops the fleet; what it did.
+    fn stop(mut self) -> jetson_sim::Summary {
+        self.stop.cancel();
+        let run = self.run.take().unwrap();
+        self.rt
+            .block_on(run)
+            .expect("the simulator task")
+            .expect("the simulator run")
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[test]
+fn the_commands_mode_times_every_command_to_a_simulated_boat() {
+    let gw = spawn_gateway();
+    let fleet = Fleet::start(&gw, 3);
+
+    // 3 boats, 2 clients, 6 commands/s for 2 s: 2 per boat per second, within COMMAND_RATE.
+    let r = bench(
+        &gw,
+        &[
+            "--mode",
+            "commands",
+            "--vehicles",
+            "3",
+            "--clients",
+            "2",
+            "--command-rate",
+            "6",
+            "--command-timeout-ms",
+            "5000",
+        ],
+    );
+    let summary = fleet.stop();
+
+    assert_eq!(r["kind"], "commands", "{r}");
+    let c = &r["commands"];
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("no {k} in {c}"));
+    assert!(n("sent") >= 10, "{r}");
+    assert_eq!(n("accepted"), n("sent"), "{r}");
+    assert_eq!(n("succeeded"), n("sent"), "{r}");
+    for k in [
+        "failed",
+        "timed_out",
+        "expired",
+        "refused",
+        "missing",
+        "notices",
+    ] {
+        assert_eq!(n(k), 0, "{k}: {r}");
+    }
+    let round_trip = &c["round_trip_ms"];
+    assert_eq!(round_trip["samples"].as_u64(), Some(n("sent")), "{r}");
+    assert!(round_trip["p50"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(
+        round_trip["max"].as_f64() >= round_trip["p99"].as_f64(),
+        "{r}"
+    );
+    assert!(c["accepted_ms"]["samples"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["server"]["cpu_percent"].as_f64().is_some(), "{r}");
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    // The boats answered exactly the commands the bench counted.
+    assert_eq!(summary.commands.answered_ok, n("succeeded"), "{summary:?}");
 }
