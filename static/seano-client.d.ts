@@ -132,10 +132,26 @@ export interface CommandRequest {
   timeout_ms?: number;
 }
 
-/** `GET /api/vehicles/{vehicle_id}/commands`: newest first. */
-export interface CommandList {
+/** `GET /api/vehicles/{vehicle_id}/commands`: newest first, paged with `before_id`. */
+export interface CommandPage {
+  vehicle_id: number;
   items: CommandRecord[];
-  [more: string]: unknown;
+  /** More, older commands exist. */
+  has_more: boolean;
+  /** Pass as `before_id` for the next (older) page; null on the last page. */
+  next_before_id: number | null;
+}
+
+/** Whether the credential, from this page, may send commands, and which. */
+export interface CommandRights {
+  /** Whether this credential may send commands. */
+  allowed: boolean;
+  /** Why not, when not allowed. */
+  reason: string | null;
+  /** The commands the gateway accepts (its `COMMANDS`). */
+  names: string[];
+  /** The default timeout of a command. */
+  timeout_ms: number;
 }
 
 /** `GET /api/me`: who the credential is and what it may do. */
@@ -143,16 +159,7 @@ export interface Me {
   subject: string;
   /** `"all"` or the vehicles it may read. */
   vehicles: "all" | number[];
-  commands: {
-    /** Whether this credential may send commands. */
-    allowed: boolean;
-    /** Why not, when not allowed. */
-    reason: string | null;
-    /** The commands the gateway sends (its `COMMANDS`). */
-    names: string[];
-    /** The default timeout of a command. */
-    timeout_ms: number;
-  };
+  commands: CommandRights;
 }
 
 // ---------------------------------------------------------------- server → client frames

@@ -9,7 +9,7 @@ import {
   newRequestId,
   type ClientFrame,
   type CommandError,
-  type CommandList,
+  type CommandPage,
   type CommandRecord,
   type Me,
   type ServerFrame,
@@ -94,7 +94,7 @@ export async function operate(): Promise<string> {
     method: "POST",
     body: { command: "HOLD", request_id: "dash-1" },
   });
-  const list = await fetchJson<CommandList>("/api/vehicles/1/commands?limit=5");
+  const list = await fetchJson<CommandPage>("/api/vehicles/1/commands?limit=5");
   console.log(posted.status, list.items.length, COMMAND_STATES.length, isFinalCommandState(posted.status));
   offs.forEach((off) => off());
   client.close();
