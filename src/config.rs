@@ -33,6 +33,10 @@ pub mod defaults {
     pub const COMMAND_TIMEOUT_MS: u64 = seano_wire::command::DEFAULT_TIMEOUT_MS;
     pub const COMMAND_RATE: u64 = 2;
     pub const COMMAND_BURST: u64 = 5;
+    pub const AUTH_JWKS_REFRESH_SECS: u64 = 300;
+    pub const AUTH_JWT_LEEWAY_SECS: u64 = 60;
+    pub const AUTH_JWT_VEHICLES_CLAIM: &str = "vehicles";
+    pub const AUTH_JWT_COMMANDS_CLAIM: &str = "commands";
 }
 
 /// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
@@ -163,7 +167,7 @@ pub struct Settings {
 
     /// Static API tokens, comma-separated: `TOKEN` (every vehicle) or `TOKEN:1+2` (those vehicles),
     /// read only; `TOKEN:*:commands` / `TOKEN:1+2:commands` may also send commands.
-    /// Setting this or AUTH_JWT_SECRET turns access control on.
+    /// Setting this, AUTH_JWT_SECRET or AUTH_JWKS_URL turns access control on.
     #[arg(
         long,
         env = "AUTH_TOKENS",
@@ -181,6 +185,38 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub auth_jwt_secret: Option<String>,
+
+    /// The identity provider's key set (JWKS) for RS256, ES256 and EdDSA JWTs, by `kid`:
+    /// `https://`, `http://` or `file://`. Fetched at start-up (JWTs are refused until it is),
+    /// every AUTH_JWKS_REFRESH_SECS and when a token names an unknown key.
+    #[arg(long, env = "AUTH_JWKS_URL", value_name = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+
+    /// Seconds between two fetches of AUTH_JWKS_URL (sooner while it cannot be reached).
+    #[arg(long, env = "AUTH_JWKS_REFRESH_SECS", value_name = "AUTH_JWKS_REFRESH_SECS", default_value_t = defaults::AUTH_JWKS_REFRESH_SECS,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub auth_jwks_refresh_secs: u64,
+
+    /// When set, a JWT's `iss` must be exactly this (e.g. https://idp.example/realms/seano).
+    #[arg(long, env = "AUTH_JWT_ISSUER", value_name = "AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+
+    /// When set, a JWT's `aud` must name this (e.g. the gateway's client id at the provider).
+    #[arg(long, env = "AUTH_JWT_AUDIENCE", value_name = "AUTH_JWT_AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+
+    /// Clock skew allowed on a JWT's `exp` and `nbf`, in seconds.
+    #[arg(long, env = "AUTH_JWT_LEEWAY_SECS", value_name = "AUTH_JWT_LEEWAY_SECS", default_value_t = defaults::AUTH_JWT_LEEWAY_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub auth_jwt_leeway_secs: u64,
+
+    /// The JWT claim (its key, taken literally) listing the vehicle ids a token covers; absent: every vehicle.
+    #[arg(long, env = "AUTH_JWT_VEHICLES_CLAIM", value_name = "AUTH_JWT_VEHICLES_CLAIM", default_value = defaults::AUTH_JWT_VEHICLES_CLAIM)]
+    pub auth_jwt_vehicles_claim: String,
+
+    /// The JWT claim (its key, taken literally) whose `true` grants command rights.
+    #[arg(long, env = "AUTH_JWT_COMMANDS_CLAIM", value_name = "AUTH_JWT_COMMANDS_CLAIM", default_value = defaults::AUTH_JWT_COMMANDS_CLAIM)]
+    pub auth_jwt_commands_claim: String,
 
     /// Browser origins allowed besides the gateway's own (comma-separated, or `*` for any);
     /// unset: loopback origins only. Also the CORS allow-list.
@@ -316,18 +352,7 @@ impl Settings {
                 });
             }
         }
-        crate::auth::OriginPolicy::parse(self.allowed_origins.as_deref()).map_err(|problem| {
-            ConfigError {
-                variable: "ALLOWED_ORIGINS",
-                problem,
-                fix: "Use * or origins such as https://ops.example.org,http://localhost:5173",
-            }
-        })?;
-        self.auth().map_err(|problem| ConfigError {
-            variable: if problem.contains("JWT") { "AUTH_JWT_SECRET" } else { "AUTH_TOKENS" },
-            problem,
-            fix: "Use AUTH_TOKENS=\"long-random-token,boat-token:7+8\" and/or a 16+ byte AUTH_JWT_SECRET",
-        })?;
+        self.auth()?;
         self.command_names().map_err(|problem| ConfigError {
             variable: "COMMANDS",
             problem,
@@ -346,11 +371,21 @@ impl Settings {
         Ok(())
     }
 
-    /// Access control from AUTH_TOKENS, AUTH_JWT_SECRET and ALLOWED_ORIGINS.
-    pub fn auth(&self) -> Result<crate::auth::Auth, String> {
+    /// Access control from AUTH_TOKENS, the AUTH_JWT_* and AUTH_JWKS_* settings and
+    /// ALLOWED_ORIGINS.
+    pub fn auth(&self) -> Result<crate::auth::Auth, ConfigError> {
         crate::auth::Auth::new(
             self.auth_tokens.as_deref(),
-            self.auth_jwt_secret.as_deref(),
+            &crate::auth::JwtSettings {
+                secret: self.auth_jwt_secret.clone(),
+                jwks_url: self.auth_jwks_url.clone(),
+                jwks_refresh: Duration::from_secs(self.auth_jwks_refresh_secs),
+                issuer: self.auth_jwt_issuer.clone(),
+                audience: self.auth_jwt_audience.clone(),
+                leeway_secs: self.auth_jwt_leeway_secs,
+                vehicles_claim: self.auth_jwt_vehicles_claim.clone(),
+                commands_claim: self.auth_jwt_commands_claim.clone(),
+            },
             self.allowed_origins.as_deref(),
         )
     }
@@ -391,12 +426,13 @@ impl Settings {
             || self
                 .auth_jwt_secret
                 .as_deref()
-                .is_some_and(|s| !s.is_empty());
+                .is_some_and(|s| !s.is_empty())
+            || self.auth_jwks_url.as_deref().is_some_and(|u| !u.is_empty());
         if auth_on || self.http_addr.ip().is_loopback() || self.commands_without_auth {
             Ok(())
         } else {
             Err(format!(
-                "commands are off: access control is off and HTTP_ADDR {} is not loopback; set AUTH_TOKENS (with :commands) or AUTH_JWT_SECRET, or COMMANDS_WITHOUT_AUTH=true",
+                "commands are off: access control is off and HTTP_ADDR {} is not loopback; set AUTH_TOKENS (with :commands), AUTH_JWT_SECRET or AUTH_JWKS_URL, or COMMANDS_WITHOUT_AUTH=true",
                 self.http_addr
             ))
         }

@@ -4,7 +4,8 @@
 //! # Layout
 //! - `seano_wire` (`src/wire/`, a crate of its own): the one definition of the wire: topics,
 //!   payloads and their validation, the vehicle-state field list, every WebSocket frame.
-//! - [`auth`]: tokens, JWTs, vehicle scopes and the Origin allow-list.
+//! - [`auth`]: tokens, JWTs (a shared secret, or the identity provider's keys that the JWKS task
+//!   keeps), vehicle scopes and the Origin allow-list.
 //! - [`cluster`]: several instances on one broker and one PostgreSQL: the sequencer that feeds
 //!   the hub every instance's commits in seq order, LISTEN/NOTIFY wake-ups, heartbeats.
 //! - [`commands`]: commands to vehicles: accepted, stored, published, followed to a final

@@ -1,27 +1,32 @@
-//! Pipeline figures every task reports: cheap atomics, read by `/api/ws/stats`, `/metrics` and
-//! `/ready`. They carry figures only: no task decides anything from what another wrote here
-//! (each keeps its own state: the MQTT session in `mqtt`, the last seq and database health in
-//! the store's writer).
+//! Pipeline figures every task reports, kept in one Prometheus registry (the `prometheus`
+//! crate): `/metrics` encodes it, and `/api/ws/stats`, `/ready` and the cluster heartbeat read
+//! the same counters back, so there is one set of figures. Counters touched per message or
+//! frame are single atomic adds on children looked up once, at start. They carry figures only:
+//! no task decides anything from what another wrote here (each keeps its own state: the MQTT
+//! session in `mqtt`, the last seq and database health in the store's writer).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use prometheus::{
+    core::Collector, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
 use serde::Serialize;
 
 use crate::domain::{MessageType, RejectReason};
 
-/// One counter per message type.
-#[derive(Default)]
-pub struct PerType([AtomicU64; MessageType::ALL.len()]);
+/// One counter per message type: the `type` children of one family, looked up once.
+pub struct PerType([IntCounter; MessageType::ALL.len()]);
 
 impl PerType {
     pub fn add(&self, kind: MessageType, n: u64) {
-        self.0[kind.index()].fetch_add(n, Relaxed);
+        self.0[kind.index()].inc_by(n);
     }
 
     pub fn get(&self, kind: MessageType) -> u64 {
-        self.0[kind.index()].load(Relaxed)
+        self.0[kind.index()].get()
     }
 
     fn snapshot(&self) -> TypeCounts {
@@ -44,48 +49,16 @@ pub struct TypeCounts {
     pub command_status: u64,
 }
 
-/// A Prometheus-style histogram with fixed bounds, lock-free.
-pub struct Histogram {
-    pub bounds: &'static [f64],
-    /// One count per bound, plus the overflow (+Inf) bucket; not cumulative.
-    counts: Vec<AtomicU64>,
-    /// The sum of observations, as f64 bits.
-    sum: AtomicU64,
-}
+/// A yes/no state, exposed as a 0/1 gauge.
+pub struct Flag(IntGauge);
 
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0f64.to_bits()),
-        }
+impl Flag {
+    pub fn set(&self, on: bool) {
+        self.0.set(i64::from(on));
     }
 
-    pub fn observe(&self, value: f64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Relaxed);
-        let _ = self.sum.fetch_update(Relaxed, Relaxed, |bits| {
-            Some((f64::from_bits(bits) + value).to_bits())
-        });
-    }
-
-    /// Cumulative counts per bound (the last is +Inf, i.e. the total), and the sum.
-    pub fn snapshot(&self) -> (Vec<u64>, f64) {
-        let mut total = 0;
-        let cumulative = self
-            .counts
-            .iter()
-            .map(|c| {
-                total += c.load(Relaxed);
-                total
-            })
-            .collect();
-        (cumulative, f64::from_bits(self.sum.load(Relaxed)))
+    pub fn get(&self) -> bool {
+        self.0.get() != 0
     }
 }
 
@@ -154,6 +127,9 @@ impl VehicleRates {
 }
 
 pub struct Metrics {
+    /// Every figure below that is a Prometheus metric, plus the process's own (CPU, memory,
+    /// file descriptors, on Linux); every sample carries `instance="<INSTANCE_ID>"`.
+    registry: Registry,
     pub started: Instant,
     pub started_at: DateTime<Utc>,
     /// Accepted (decoded) messages handed to the store, by type.
@@ -162,43 +138,46 @@ pub struct Metrics {
     pub stored: PerType,
     /// Messages fanned out to the hub's clients, by type (once per message, not per client).
     pub broadcast: PerType,
-    rejected: [AtomicU64; RejectReason::ALL.len()],
+    rejected: [IntCounter; RejectReason::ALL.len()],
     /// Frames written to WebSocket clients (data and control).
-    pub frames_sent: AtomicU64,
+    pub frames_sent: IntCounter,
     /// Clients closed (3001) because their socket took nothing for WS_STALL_TIMEOUT_SECS, or
     /// they fell further behind than the replay window.
-    pub slow_clients_dropped: AtomicU64,
+    pub slow_clients_dropped: IntCounter,
     /// Times a reading client's queue overflowed in a burst and it caught up from the database
     /// instead of being disconnected.
-    pub clients_caught_up: AtomicU64,
+    pub clients_caught_up: IntCounter,
     /// Messages taken from the broker and held by the MQTT task while the store's queue is full
     /// (the event loop keeps being polled, so keep-alives still flow).
-    pub ingest_backlog: AtomicU64,
+    pub ingest_backlog: IntGauge,
     /// Frames `conflate=latest` clients skipped.
-    pub frames_conflated: AtomicU64,
+    pub frames_conflated: IntCounter,
     /// Client messages dropped by the per-connection rate limit.
-    pub client_messages_dropped: AtomicU64,
-    pub batches_committed: AtomicU64,
-    pub commit_failures: AtomicU64,
+    pub client_messages_dropped: IntCounter,
+    pub batches_committed: IntCounter,
+    pub commit_failures: IntCounter,
     /// Broker redeliveries recognised as already stored (acknowledged, not stored again).
-    pub duplicates_dropped: AtomicU64,
+    pub duplicates_dropped: IntCounter,
     /// Acks waiting for room in rumqttc's request queue (the MQTT task offers them again).
-    pub acks_owed: AtomicU64,
+    pub acks_owed: IntGauge,
     /// Acks not sent because their message came on a connection that has since dropped (the
     /// broker redelivers those messages, and the store recognises them as stored).
-    pub acks_stale: AtomicU64,
+    pub acks_stale: IntCounter,
     /// Broker connections lost since start.
-    pub mqtt_connections_lost: AtomicU64,
+    pub mqtt_connections_lost: IntCounter,
     /// Why the last attempt to reach the broker failed; cleared when a session is established.
     pub mqtt_last_error: std::sync::Mutex<Option<String>>,
+    /// Raised with `fetch_max` by the store and the cluster reader; copied into its gauge at
+    /// each scrape.
     pub last_seq: AtomicI64,
+    last_seq_gauge: IntGauge,
     /// Messages other instances committed, read back from the database for this instance's
-    /// clients (shared group only).
-    pub cluster_read: AtomicU64,
+    /// clients (shared group only). A gauge, as it has always been exposed.
+    pub cluster_read: IntGauge,
     /// Commands accepted (stored and handed to the broker).
-    pub commands_accepted: AtomicU64,
+    pub commands_accepted: IntCounter,
     /// Commands refused by the per-vehicle rate limit.
-    pub commands_refused: AtomicU64,
+    pub commands_refused: IntCounter,
     /// Seconds per batch commit (write and commit of one transaction).
     pub commit_seconds: Histogram,
     /// Messages per committed batch.
@@ -206,55 +185,230 @@ pub struct Metrics {
     /// Seconds from receiving a message to handing its frame to the clients' queues.
     pub broadcast_lag_seconds: Histogram,
     pub vehicle_rates: VehicleRates,
-    /// Messages handed to the store and not yet committed (or given up).
+    /// Messages handed to the store and not yet committed (or given up); copied into its gauge
+    /// at each scrape.
     pub ingest_in_flight: AtomicI64,
+    ingest_in_flight_gauge: IntGauge,
     /// Unix milliseconds of the last commit, or of when messages started waiting after an idle
     /// spell: ingest has stalled when messages wait and this is too old.
     pub ingest_progress_at: AtomicI64,
-    pub mqtt_connected: AtomicBool,
+    pub mqtt_connected: Flag,
     /// The broker acknowledged our subscriptions on the current connection.
-    pub mqtt_subscribed: AtomicBool,
-    pub mqtt_running: AtomicBool,
-    pub database_ok: AtomicBool,
+    pub mqtt_subscribed: Flag,
+    pub mqtt_running: Flag,
+    pub database_ok: Flag,
+    /// Open WebSocket connections, set from the hub's count at each scrape.
+    ws_connections: IntGauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+/// Registers metrics in the registry as they are made.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<M: Collector + Clone + 'static>(&self, made: prometheus::Result<M>) -> M {
+        // unwrap: the names, helps and label names are constants of this file, each registered
+        // once; a mistake fails every test that builds `Metrics`.
+        let metric = made.expect("a valid metric");
+        self.0
+            .register(Box::new(metric.clone()))
+            .expect("a metric registered once");
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help))
+    }
+
+    fn flag(&self, name: &str, help: &str) -> Flag {
+        Flag(self.gauge(name, help))
+    }
+
+    fn histogram(&self, name: &str, help: &str, bounds: &[f64]) -> Histogram {
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(bounds.to_vec()),
+        ))
+    }
+
+    fn per_type(&self, name: &str, help: &str) -> PerType {
+        let family = self.add(IntCounterVec::new(Opts::new(name, help), &["type"]));
+        PerType(MessageType::ALL.map(|kind| family.with_label_values(&[kind.as_str()])))
+    }
+}
+
+impl Metrics {
+    /// The figures of the instance `instance` (INSTANCE_ID), all zero.
+    pub fn new(instance: &str) -> Self {
+        let labels = [("instance".to_string(), instance.to_string())].into();
+        // unwrap: `instance` is a valid label name; label values may be anything.
+        let r = Registrar(Registry::new_custom(None, Some(labels)).expect("a valid label name"));
+        #[cfg(target_os = "linux")]
+        r.0.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("the process metrics registered once");
+
+        let started_at = Utc::now();
+        r.add(Gauge::new(
+            "seano_start_time_seconds",
+            "When the gateway started, in Unix seconds.",
+        ))
+        .set(started_at.timestamp_millis() as f64 / 1000.0);
+        r.add(IntGauge::with_opts(
+            Opts::new("seano_build_info", "The gateway's version.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        ))
+        .set(1);
+        let rejected = r.add(IntCounterVec::new(
+            Opts::new(
+                "seano_messages_rejected_total",
+                "MQTT messages rejected (kept in rejected_messages), by reason.",
+            ),
+            &["reason"],
+        ));
+        let database_ok = r.flag(
+            "seano_database_up",
+            "0 after a failed commit, until the next one succeeds.",
+        );
+        database_ok.set(true);
+
         Metrics {
             started: Instant::now(),
-            started_at: Utc::now(),
-            received: PerType::default(),
-            stored: PerType::default(),
-            broadcast: PerType::default(),
-            rejected: Default::default(),
-            frames_sent: AtomicU64::new(0),
-            cluster_read: AtomicU64::new(0),
-            commands_accepted: AtomicU64::new(0),
-            commands_refused: AtomicU64::new(0),
-            slow_clients_dropped: AtomicU64::new(0),
-            clients_caught_up: AtomicU64::new(0),
-            ingest_backlog: AtomicU64::new(0),
-            frames_conflated: AtomicU64::new(0),
-            client_messages_dropped: AtomicU64::new(0),
-            batches_committed: AtomicU64::new(0),
-            commit_failures: AtomicU64::new(0),
-            duplicates_dropped: AtomicU64::new(0),
-            acks_owed: AtomicU64::new(0),
-            acks_stale: AtomicU64::new(0),
-            mqtt_connections_lost: AtomicU64::new(0),
+            started_at,
+            received: r.per_type(
+                "seano_messages_received_total",
+                "Messages decoded from MQTT and handed to the store.",
+            ),
+            stored: r.per_type(
+                "seano_messages_stored_total",
+                "Messages committed to the database.",
+            ),
+            broadcast: r.per_type(
+                "seano_messages_broadcast_total",
+                "Committed messages fanned out to WebSocket clients (once per message, not per client).",
+            ),
+            rejected: RejectReason::ALL.map(|reason| rejected.with_label_values(&[reason.as_str()])),
+            frames_sent: r.counter(
+                "seano_ws_frames_sent_total",
+                "Frames written to WebSocket clients (data and control).",
+            ),
+            slow_clients_dropped: r.counter(
+                "seano_ws_slow_clients_dropped_total",
+                "WebSocket clients closed (3001): their socket took nothing for WS_STALL_TIMEOUT_SECS, or they fell behind the replay window.",
+            ),
+            clients_caught_up: r.counter(
+                "seano_ws_clients_caught_up_total",
+                "Bursts after which a reading client caught up from the database instead of being disconnected.",
+            ),
+            ingest_backlog: r.gauge(
+                "seano_mqtt_ingest_backlog",
+                "Messages taken from the broker and held while the store's queue is full.",
+            ),
+            frames_conflated: r.counter(
+                "seano_ws_frames_conflated_total",
+                "Frames conflate=latest clients skipped.",
+            ),
+            client_messages_dropped: r.counter(
+                "seano_ws_client_messages_dropped_total",
+                "Client messages dropped by the per-connection rate limit.",
+            ),
+            batches_committed: r.counter(
+                "seano_batches_committed_total",
+                "Store transactions committed.",
+            ),
+            commit_failures: r.counter(
+                "seano_commit_failures_total",
+                "Store commits that failed (and were retried).",
+            ),
+            duplicates_dropped: r.counter(
+                "seano_duplicates_dropped_total",
+                "Broker redeliveries recognised as already stored (acknowledged, not stored again).",
+            ),
+            acks_owed: r.gauge(
+                "seano_mqtt_acks_owed",
+                "Acks of committed messages waiting for room in the MQTT client's request queue.",
+            ),
+            acks_stale: r.counter(
+                "seano_acks_stale_total",
+                "MQTT acks not sent because their connection had dropped (the broker redelivers).",
+            ),
+            mqtt_connections_lost: r.counter(
+                "seano_mqtt_connections_lost_total",
+                "Broker connections lost since start.",
+            ),
             mqtt_last_error: std::sync::Mutex::new(None),
             last_seq: AtomicI64::new(0),
-            commit_seconds: Histogram::new(SECONDS),
-            batch_size: Histogram::new(SIZES),
-            broadcast_lag_seconds: Histogram::new(SECONDS),
+            last_seq_gauge: r.gauge(
+                "seano_last_seq",
+                "The last seq committed by this gateway.",
+            ),
+            cluster_read: r.gauge(
+                "seano_cluster_messages_read",
+                "Messages other instances committed, read back from the database for this instance's clients.",
+            ),
+            commands_accepted: r.counter(
+                "seano_commands_accepted_total",
+                "Commands accepted: stored and handed to the broker.",
+            ),
+            commands_refused: r.counter(
+                "seano_commands_rate_limited_total",
+                "Commands refused by the per-vehicle rate limit (COMMAND_RATE, COMMAND_BURST).",
+            ),
+            commit_seconds: r.histogram(
+                "seano_commit_seconds",
+                "Seconds to write and commit one batch.",
+                SECONDS,
+            ),
+            batch_size: r.histogram(
+                "seano_batch_size",
+                "Messages per committed batch.",
+                SIZES,
+            ),
+            broadcast_lag_seconds: r.histogram(
+                "seano_broadcast_lag_seconds",
+                "Seconds from receiving a message to queueing its frame for the clients.",
+                SECONDS,
+            ),
             vehicle_rates: VehicleRates::default(),
             ingest_in_flight: AtomicI64::new(0),
+            ingest_in_flight_gauge: r.gauge(
+                "seano_ingest_in_flight",
+                "Messages handed to the store and not yet committed.",
+            ),
             ingest_progress_at: AtomicI64::new(Utc::now().timestamp_millis()),
-            mqtt_connected: AtomicBool::new(false),
-            mqtt_subscribed: AtomicBool::new(false),
-            mqtt_running: AtomicBool::new(false),
-            database_ok: AtomicBool::new(true),
+            mqtt_connected: r.flag(
+                "seano_mqtt_connected",
+                "1 while the MQTT session is connected.",
+            ),
+            mqtt_subscribed: r.flag(
+                "seano_mqtt_subscribed",
+                "1 when the broker acknowledged the subscriptions on the current connection.",
+            ),
+            mqtt_running: r.flag("seano_mqtt_running", "1 while the ingest task runs."),
+            database_ok,
+            ws_connections: r.gauge("seano_ws_connections", "Open WebSocket connections."),
+            registry: r.0,
         }
+    }
+
+    /// Every metric in the Prometheus text exposition format (0.0.4); `connections` is the
+    /// number of open WebSocket connections. The figures kept outside the registry are copied
+    /// into their gauges first.
+    pub fn encode(&self, connections: usize) -> prometheus::Result<String> {
+        self.ws_connections.set(connections as i64);
+        self.last_seq_gauge.set(self.last_seq.load(Relaxed));
+        self.ingest_in_flight_gauge
+            .set(self.ingest_in_flight.load(Relaxed).max(0));
+        let mut families = self.registry.gather();
+        // The registry appends `instance` after a metric's own labels; in name order every
+        // sample reads `name{instance="..",type=".."}`, as it always has.
+        for metric in families.iter_mut().flat_map(|f| f.mut_metric().iter_mut()) {
+            metric.mut_label().sort_by(|a, b| a.name().cmp(b.name()));
+        }
+        TextEncoder::new().encode_to_string(&families)
     }
 }
 
@@ -309,11 +463,11 @@ impl Metrics {
     }
 
     pub fn reject(&self, reason: RejectReason) {
-        self.rejected[reason.index()].fetch_add(1, Relaxed);
+        self.rejected[reason.index()].inc();
     }
 
     pub fn rejected(&self, reason: RejectReason) -> u64 {
-        self.rejected[reason.index()].load(Relaxed)
+        self.rejected[reason.index()].get()
     }
 
     pub fn pipeline(&self) -> PipelineStats {
@@ -327,17 +481,17 @@ impl Metrics {
             broadcast: self.broadcast.snapshot(),
             rejected_total: rejected.values().sum(),
             rejected,
-            frames_sent: self.frames_sent.load(Relaxed),
-            slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
-            clients_caught_up: self.clients_caught_up.load(Relaxed),
-            ingest_backlog: self.ingest_backlog.load(Relaxed),
-            frames_conflated: self.frames_conflated.load(Relaxed),
-            client_messages_dropped: self.client_messages_dropped.load(Relaxed),
-            batches_committed: self.batches_committed.load(Relaxed),
-            commit_failures: self.commit_failures.load(Relaxed),
-            duplicates_dropped: self.duplicates_dropped.load(Relaxed),
-            acks_owed: self.acks_owed.load(Relaxed),
-            acks_stale: self.acks_stale.load(Relaxed),
+            frames_sent: self.frames_sent.get(),
+            slow_clients_dropped: self.slow_clients_dropped.get(),
+            clients_caught_up: self.clients_caught_up.get(),
+            ingest_backlog: self.ingest_backlog.get().max(0) as u64,
+            frames_conflated: self.frames_conflated.get(),
+            client_messages_dropped: self.client_messages_dropped.get(),
+            batches_committed: self.batches_committed.get(),
+            commit_failures: self.commit_failures.get(),
+            duplicates_dropped: self.duplicates_dropped.get(),
+            acks_owed: self.acks_owed.get().max(0) as u64,
+            acks_stale: self.acks_stale.get(),
             last_seq: self.last_seq.load(Relaxed),
         }
     }
@@ -346,15 +500,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::new(&[1.0, 10.0]);
-        for v in [0.5, 2.0, 3.0, 50.0] {
-            h.observe(v);
-        }
-        assert_eq!(h.snapshot(), (vec![1, 3, 4], 55.5));
-    }
 
     #[test]
     fn vehicle_rates_slide_with_the_window() {

@@ -76,11 +76,17 @@ impl Application {
             .context("reading the HTTP address")?
             .port();
 
-        let auth = settings
-            .auth()
-            .map_err(|e| anyhow!("invalid access control settings: {e}"))?;
+        let auth = settings.auth()?;
         if auth.enabled() {
             log::info!("access control on: a token is required on /api and the streams");
+        }
+        if let Some(url) = &settings.auth_jwks_url {
+            log::info!(
+                "JWTs from the identity provider: RS256, ES256, EdDSA with the keys of {url} (refreshed every {} s){}{}",
+                settings.auth_jwks_refresh_secs,
+                settings.auth_jwt_issuer.as_ref().map_or(String::new(), |i| format!(", issuer {i}")),
+                settings.auth_jwt_audience.as_ref().map_or(String::new(), |a| format!(", audience {a}")),
+            );
         }
         match auth.origins() {
             crate::auth::OriginPolicy::Any => log::warn!(
@@ -99,7 +105,7 @@ impl Application {
             shared_group: settings.mqtt_shared_group.clone(),
             started_at: chrono::Utc::now(),
         };
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(&instance.id));
         metrics
             .last_seq
             .store(last_seq, std::sync::atomic::Ordering::Relaxed);
@@ -245,6 +251,16 @@ impl Application {
             }
             .run(eventloop),
         );
+        if let Some(jwks) = auth.jwks_task() {
+            // Local: its HTTP client is not `Send`. Start-up waits for the first fetch (a few
+            // seconds at most), not for its success: without keys JWTs are refused, the rest
+            // works, and the task keeps trying.
+            tasks.spawn_local(jwks.run(shutdown.clone()));
+            if let Some(keys) = auth.jwks() {
+                keys.first_fetch(crate::auth::jwks::FETCH_TIMEOUT + Duration::from_secs(1))
+                    .await;
+            }
+        }
         tasks.close();
 
         let state = web::Data::new(AppState {

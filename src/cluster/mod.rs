@@ -182,9 +182,7 @@ impl Sequencer {
                 self.last = up_to;
                 break;
             }
-            self.metrics
-                .cluster_read
-                .fetch_add(page.len() as u64, Relaxed);
+            self.metrics.cluster_read.add(page.len() as i64);
             self.forward(page).await;
         }
         Ok(())
@@ -287,7 +285,7 @@ pub async fn heartbeat(
             .iter()
             .map(|k| metrics.stored.get(*k))
             .sum();
-        let frames = metrics.frames_sent.load(Relaxed);
+        let frames = metrics.frames_sent.get();
         let (stored_rate, frames_rate) = match previous {
             Some((at, s, f)) => {
                 let secs = now.duration_since(at).as_secs_f64().max(1e-3);

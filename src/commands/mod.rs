@@ -16,7 +16,6 @@
 //!   another instance, enforces the deadlines of commands it never saw accepted.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -245,7 +244,7 @@ impl Commands {
         let record = to_record(&row, vehicle.code.clone());
         let event = insert_event(&txn, &record, first, now).await?;
         txn.commit().await?;
-        inner.metrics.commands_accepted.fetch_add(1, Relaxed);
+        inner.metrics.commands_accepted.inc();
         inner.metrics.stored.add(MessageType::CommandStatus, 1);
         log::info!(
             "commands: {} to vehicle {} accepted as {request_id} (from {})",
@@ -295,7 +294,7 @@ impl Commands {
             (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * s.rate).min(s.burst);
         bucket.at = now;
         if bucket.tokens < 1.0 {
-            self.inner.metrics.commands_refused.fetch_add(1, Relaxed);
+            self.inner.metrics.commands_refused.inc();
             return Err(Refused::RateLimited {
                 vehicle,
                 rate: s.rate,

@@ -61,41 +61,49 @@ fn credential(req: &HttpRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Who sent a request from an allowed origin with a valid credential, and what it may do.
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
-    let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let (origin, host) = (text(header::ORIGIN), text(header::HOST));
-    state.auth.check_origin(origin, host)?;
-    let grant: Grant = state
-        .auth
-        .authenticate(credential(req).as_deref(), chrono::Utc::now().timestamp())?;
-    Ok(Caller {
-        grant,
-        auth_on: state.auth.enabled(),
-        origin: origin.map(|o| (o.to_owned(), state.auth.origins().allows_commands(o, host))),
-    })
+/// Who sent a request from an allowed origin with a valid credential, and what it may do; and
+/// the state, for the checks that follow. The origin is checked before the credential (a JWT may
+/// wait for the identity provider's keys; a foreign origin never does).
+fn authorize(
+    req: &HttpRequest,
+) -> impl Future<Output = Result<(Caller, web::Data<AppState>), ApiError>> + 'static {
+    let req = req.clone();
+    async move {
+        let state = state(&req)?;
+        let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let (origin, host) = (text(header::ORIGIN), text(header::HOST));
+        state.auth.check_origin(origin, host)?;
+        let grant: Grant = state.auth.authenticate(credential(&req).as_deref()).await?;
+        let caller = Caller {
+            grant,
+            auth_on: state.auth.enabled(),
+            origin: origin.map(|o| (o.to_owned(), state.auth.origins().allows_commands(o, host))),
+        };
+        Ok((caller, state))
+    }
 }
 
 impl FromRequest for AnyAccess {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(state(req).and_then(|s| {
-            Ok(AnyAccess {
-                caller: authorize(req, &s)?,
-            })
-        }))
+        let authorized = authorize(req);
+        Box::pin(async move {
+            let (caller, _) = authorized.await?;
+            Ok(AnyAccess { caller })
+        })
     }
 }
 
 impl FromRequest for FleetAccess {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(state(req).and_then(|s| {
-            let caller = authorize(req, &s)?;
+        let authorized = authorize(req);
+        Box::pin(async move {
+            let (caller, _) = authorized.await?;
             if caller.grant.scope.is_all() {
                 Ok(FleetAccess { caller })
             } else {
@@ -103,7 +111,7 @@ impl FromRequest for FleetAccess {
                     "this token is limited to some vehicles; fleet-wide data needs a token for every vehicle (use /api/vehicles/{id} or /api/ws/vehicle/{id})".into(),
                 ))
             }
-        }))
+        })
     }
 }
 
@@ -112,7 +120,7 @@ impl FromRequest for VehicleAccess {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let checked = state(req).and_then(|s| Ok((authorize(req, &s)?, s)));
+        let authorized = authorize(req);
         // Decoded by the router: `%32` is `2` here, as the handler sees it.
         let raw = req
             .match_info()
@@ -120,7 +128,7 @@ impl FromRequest for VehicleAccess {
             .unwrap_or_default()
             .to_owned();
         Box::pin(async move {
-            let (caller, state) = checked?;
+            let (caller, state) = authorized.await?;
             let scope = &caller.grant.scope;
             let refused =
                 || ApiError::Forbidden(format!("this token does not allow vehicle {raw}"));

@@ -48,8 +48,7 @@ struct Readiness {
 )]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state.db.ping().await.is_ok();
-    let mqtt =
-        state.metrics.mqtt_connected.load(Relaxed) && state.metrics.mqtt_subscribed.load(Relaxed);
+    let mqtt = state.metrics.mqtt_connected.get() && state.metrics.mqtt_subscribed.get();
     let shutting_down = state.shutdown.is_cancelled();
     let ingest = state
         .metrics

@@ -1,7 +1,5 @@
 //! `/api/ws/stats` and `/api/mqtt/status`.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
@@ -70,17 +68,17 @@ struct DatabaseStatus {
 
 fn mqtt(state: &AppState) -> MqttStatus {
     MqttStatus {
-        status: if state.metrics.mqtt_running.load(Relaxed) {
+        status: if state.metrics.mqtt_running.get() {
             "running"
         } else {
             "stopped"
         },
-        connected: state.metrics.mqtt_connected.load(Relaxed),
+        connected: state.metrics.mqtt_connected.get(),
         broker: state.broker.clone(),
         // unwrap: the lock is never held across a panic.
         last_error: state.metrics.mqtt_last_error.lock().unwrap().clone(),
-        backlog: state.metrics.ingest_backlog.load(Relaxed),
-        connections_lost: state.metrics.mqtt_connections_lost.load(Relaxed),
+        backlog: state.metrics.ingest_backlog.get().max(0) as u64,
+        connections_lost: state.metrics.mqtt_connections_lost.get(),
         client_id: state.instance.client_id.clone(),
         shared_group: state.instance.shared_group.clone(),
     }
@@ -136,7 +134,7 @@ pub async fn ws_stats(
         rate_window_seconds: crate::metrics::RATE_WINDOW_SECS,
         mqtt: mqtt(&state),
         database: DatabaseStatus {
-            connected: m.database_ok.load(Relaxed),
+            connected: m.database_ok.get(),
             backend: match state.db.get_database_backend() {
                 sea_orm::DatabaseBackend::Postgres => "postgresql",
                 sea_orm::DatabaseBackend::Sqlite => "sqlite",

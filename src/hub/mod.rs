@@ -342,13 +342,15 @@ impl Hub {
         let broadcast_time = format_time(now);
         let count = self.connections.load(Relaxed);
         let mut dropped: HashSet<ClientId> = HashSet::new();
+        // Observed locally and added to the shared histogram once, when the batch is done.
+        let lags = self.metrics.broadcast_lag_seconds.local();
         for msg in &batch {
             self.metrics.broadcast.add(msg.kind, 1);
             let lag = (now - msg.received_at)
                 .num_microseconds()
                 .unwrap_or(0)
                 .max(0);
-            self.metrics.broadcast_lag_seconds.observe(lag as f64 / 1e6);
+            lags.observe(lag as f64 / 1e6);
             let mut frame = None;
             for (id, client) in &mut self.clients {
                 if client.lagging
@@ -379,7 +381,7 @@ impl Hub {
                         // Its session catches up from the database, from the last frame queued.
                         client.lagging = true;
                         client.lagged.notify_one();
-                        self.metrics.clients_caught_up.fetch_add(1, Relaxed);
+                        self.metrics.clients_caught_up.inc();
                         log::debug!(
                             "hub: client {id} fell {} frames behind; it catches up from the database",
                             self.queue
@@ -392,6 +394,7 @@ impl Hub {
                 }
             }
         }
+        lags.flush();
         for id in dropped {
             self.clients.remove(&id);
         }

@@ -124,7 +124,7 @@ impl Session {
     fn send_acks(&mut self, client: &AsyncClient, metrics: &Metrics) {
         while let Some(owed) = self.owed.front() {
             if owed.connection != self.connection {
-                metrics.acks_stale.fetch_add(1, Relaxed);
+                metrics.acks_stale.inc();
                 self.owed.pop_front();
                 continue;
             }
@@ -135,7 +135,7 @@ impl Session {
             }
             self.owed.pop_front();
         }
-        metrics.acks_owed.store(self.owed.len() as u64, Relaxed);
+        metrics.acks_owed.set(self.owed.len() as i64);
     }
 }
 
@@ -302,7 +302,7 @@ impl Task {
     /// Runs until the store has stopped and the last acks are out; dropping the task then
     /// closes the events channel, which stops the pump.
     async fn run(mut self) {
-        self.io.metrics.mqtt_running.store(true, Relaxed);
+        self.io.metrics.mqtt_running.set(true);
         loop {
             let event = match self.next().await {
                 Polled::Event(event) => event,
@@ -312,7 +312,7 @@ impl Task {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     self.set_last_error(None);
                     self.session.connected = true;
-                    self.io.metrics.mqtt_connected.store(true, Relaxed);
+                    self.io.metrics.mqtt_connected.set(true);
                     log::info!("mqtt: connected (session present: {})", ack.session_present);
                     let filters = self
                         .filters()
@@ -333,7 +333,7 @@ impl Task {
                             self.filters().join(", ")
                         );
                     } else {
-                        self.io.metrics.mqtt_subscribed.store(true, Relaxed);
+                        self.io.metrics.mqtt_subscribed.set(true);
                         log::info!("mqtt: subscribed to {}", self.filters().join(", "));
                     }
                 }
@@ -372,9 +372,9 @@ impl Task {
             self.last_acks().await;
             self.disconnect().await;
         }
-        self.io.metrics.mqtt_connected.store(false, Relaxed);
-        self.io.metrics.mqtt_subscribed.store(false, Relaxed);
-        self.io.metrics.mqtt_running.store(false, Relaxed);
+        self.io.metrics.mqtt_connected.set(false);
+        self.io.metrics.mqtt_subscribed.set(false);
+        self.io.metrics.mqtt_running.set(false);
     }
 
     /// Waits for the broker's next event while serving the store (receipts, room in its queue)
@@ -513,7 +513,7 @@ impl Task {
         self.io
             .metrics
             .ingest_backlog
-            .store(self.backlog.len() as u64, Relaxed);
+            .set(self.backlog.len() as i64);
     }
 
     /// Shutdown: what the store has not taken stays unacknowledged, and the broker redelivers it
@@ -524,17 +524,14 @@ impl Task {
             .ingest_in_flight
             .fetch_sub(self.backlog.len() as i64, Relaxed);
         self.backlog.clear();
-        self.io.metrics.ingest_backlog.store(0, Relaxed);
+        self.io.metrics.ingest_backlog.set(0);
     }
 
     fn connection_lost(&mut self) {
         self.session.lost();
-        self.io.metrics.mqtt_connected.store(false, Relaxed);
-        self.io
-            .metrics
-            .mqtt_connections_lost
-            .store(self.session.connection, Relaxed);
-        self.io.metrics.mqtt_subscribed.store(false, Relaxed);
+        self.io.metrics.mqtt_connected.set(false);
+        self.io.metrics.mqtt_connections_lost.inc();
+        self.io.metrics.mqtt_subscribed.set(false);
     }
 
     /// The store has stopped: hands rumqttc the acks still owed as its request queue empties

@@ -218,17 +218,15 @@ impl<R: Send + 'static> Writer<R> {
                         self.metrics.reject(RejectReason::UnknownRequest);
                     }
                     if dropped > 0 {
-                        self.metrics
-                            .duplicates_dropped
-                            .fetch_add(dropped as u64, Relaxed);
+                        self.metrics.duplicates_dropped.inc_by(dropped as u64);
                         log::info!("store: {dropped} redelivered messages were already stored; acknowledged, not stored again");
                     }
                     break committed;
                 }
                 Err(e) => {
                     busy = is_busy(&e);
-                    self.metrics.commit_failures.fetch_add(1, Relaxed);
-                    self.metrics.database_ok.store(false, Relaxed);
+                    self.metrics.commit_failures.inc();
+                    self.metrics.database_ok.set(false);
                     if std::mem::replace(&mut self.healthy, false) {
                         log::error!(
                             "store: commit of {} messages failed, retrying: {e}",
@@ -264,11 +262,11 @@ impl<R: Send + 'static> Writer<R> {
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         };
-        self.metrics.database_ok.store(true, Relaxed);
+        self.metrics.database_ok.set(true);
         if !std::mem::replace(&mut self.healthy, true) {
             log::info!("store: database is back, commits resumed");
         }
-        self.metrics.batches_committed.fetch_add(1, Relaxed);
+        self.metrics.batches_committed.inc();
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -2,7 +2,6 @@
 //! the right code. Runs on the actix worker that accepted the connection.
 
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -99,7 +98,7 @@ pub async fn run(
         },
     };
     let closing = if out.stalled {
-        ctx.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
+        ctx.metrics.slow_clients_dropped.inc();
         log::warn!(
             "ws: a client took nothing for {:?}; closing it as a slow consumer",
             ctx.config.stall_timeout
@@ -146,7 +145,7 @@ impl Out<'_> {
             },
         };
         sent.map_err(|_| Closed)?;
-        self.metrics.frames_sent.fetch_add(1, Relaxed);
+        self.metrics.frames_sent.inc();
         Ok(())
     }
 }
@@ -321,7 +320,7 @@ async fn serve(
             _ = parked(&conflation) => {
                 if let Some(conflation) = &conflation {
                     let (frames, skipped) = conflation.take();
-                    ctx.metrics.frames_conflated.fetch_add(skipped, Relaxed);
+                    ctx.metrics.frames_conflated.inc_by(skipped);
                     if skipped > 0 && out.send(protocol::conflated(skipped)).await.is_err() {
                         return None;
                     }
@@ -340,7 +339,7 @@ async fn serve(
                     }
                     Some(Err(e)) => return Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }),
                     Some(Ok(AggregatedMessage::Text(_) | AggregatedMessage::Binary(_))) if !limiter.allow() => {
-                        ctx.metrics.client_messages_dropped.fetch_add(1, Relaxed);
+                        ctx.metrics.client_messages_dropped.inc();
                         match limiter.notice() {
                             Some(dropped) => protocol::error(&format!(
                                 "Rate limit exceeded: at most {} messages per second; {dropped} dropped", config.client_rate
@@ -387,7 +386,7 @@ async fn catch_up(
 ) -> Result<i64, Option<CloseReason>> {
     let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
     if last - cursor > ctx.config.replay_window {
-        ctx.metrics.slow_clients_dropped.fetch_add(1, Relaxed);
+        ctx.metrics.slow_clients_dropped.inc();
         return Err(Some(reason(
             close::SLOW_CONSUMER,
             "slow consumer: fell behind the replay window; reload history over REST and resume",

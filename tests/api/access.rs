@@ -115,7 +115,8 @@ async fn a_vehicle_token_reads_no_other_vehicle_however_the_path_spells_it() {
     app.wait_rows("raw_logs", 3).await;
     let now = chrono::Utc::now().timestamp();
     let sign = |claims| seano_gateway::auth::sign_jwt(SECRET.as_bytes(), &claims);
-    let expired = sign(json!({"exp": now - 10, "vehicles": [1]}));
+    // Expired past the 60 s leeway allowed for clock skew (AUTH_JWT_LEEWAY_SECS).
+    let expired = sign(json!({"exp": now - 120, "vehicles": [1]}));
     let boat1_jwt = sign(json!({"exp": now + 600, "vehicles": [1]}));
 
     let vehicle_routes: Vec<_> = seano_gateway::http::route_table()

@@ -47,7 +47,8 @@ async fn streams_refuse_every_bad_credential_before_the_upgrade() {
     })
     .await;
     let p = app.port;
-    let expired = jwt(json!({"sub": "ops", "exp": now() - 10}));
+    // Expired past the 60 s leeway allowed for clock skew (AUTH_JWT_LEEWAY_SECS).
+    let expired = jwt(json!({"sub": "ops", "exp": now() - 120}));
     let boat2_jwt = jwt(json!({"sub": "boat2", "exp": now() + 600, "vehicles": [2]}));
     let admin_jwt = jwt(json!({"sub": "ops", "exp": now() + 600}));
 

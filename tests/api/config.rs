@@ -101,6 +101,18 @@ fn invalid_configuration_stops_start_up_with_the_variable_named() {
         ("BATCH_MAX_MESSAGES", "0", "BATCH_MAX_MESSAGES"),
         ("INSTANCE_ID", "gw a/1", "invalid INSTANCE_ID"),
         ("MQTT_SHARED_GROUP", "a/b", "invalid MQTT_SHARED_GROUP"),
+        (
+            "AUTH_JWKS_URL",
+            "ftp://idp.example/certs",
+            "invalid AUTH_JWKS_URL",
+        ),
+        (
+            "AUTH_JWT_ISSUER",
+            "https://idp.example",
+            "invalid AUTH_JWT_ISSUER",
+        ),
+        ("AUTH_JWT_LEEWAY_SECS", "100000", "AUTH_JWT_LEEWAY_SECS"),
+        ("AUTH_JWKS_REFRESH_SECS", "1", "AUTH_JWKS_REFRESH_SECS"),
     ] {
         let dir = std::env::temp_dir();
         let child = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))
