@@ -155,8 +155,8 @@ impl Application {
                 shutdown.clone(),
             ));
         } else {
-            // Nothing to announce; kept open so the sequencer's wait on it stays a wait.
-            std::mem::forget(announce);
+            // Nothing to announce: a closed channel only disables the sequencer's wait on it.
+            drop(announce);
         }
         let sequencer = Sequencer::new(
             db.clone(),

@@ -33,12 +33,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Grant;
 use crate::domain::{
-    fnv1a, format_time, raw_json, CommandRecord, CommandRequest, CommandState, MessageType,
-    StoredMessage, Topic, MAX_TOPIC_VEHICLE_ID,
+    format_time, raw_json, CommandRecord, CommandRequest, CommandState, MessageType, StoredMessage,
+    Topic, VehicleKey,
 };
 use crate::metrics::Metrics;
+use crate::store::queries::resolve_vehicle;
 use crate::store::queries::VehicleRef;
-use crate::store::{begin_write, reserve_seqs};
+use crate::store::{begin_write, dedup_key, reserve_seqs};
 
 /// The longest the deadline sweep sleeps: how late a deadline can be enforced when this
 /// instance did not accept the command (another instance did, or a previous run).
@@ -391,7 +392,7 @@ impl Commands {
             .await?;
         for id in &due {
             self.change(id, |row| {
-                if CommandState::from_str_lossy(&row.status).is_final() || row.expires_at > now {
+                if stored_state(&row.status).is_final() || row.expires_at > now {
                     return None;
                 }
                 let mut row = row.clone();
@@ -447,8 +448,7 @@ impl Commands {
         update(&txn, &new).await?;
         let event = if announce {
             let seq = reserve_seqs(&txn, 1, inner.announce.as_deref()).await?;
-            let code = vehicle_code(&txn, new.vehicle_id).await?;
-            let record = to_record(&new, code);
+            let record = record(&txn, &new).await?;
             Some(insert_event(&txn, &record, seq, Utc::now()).await?)
         } else {
             None
@@ -482,8 +482,7 @@ async fn repeat(
             existing.request_id, existing.command, existing.vehicle_id
         )));
     }
-    let code = vehicle_code(db, existing.vehicle_id).await?;
-    Ok((to_record(&existing, code), true))
+    Ok((record(db, &existing).await?, true))
 }
 
 /// A command by request_id.
@@ -509,24 +508,13 @@ async fn find_for_update(
     q.one(txn).await
 }
 
-/// A command's record, as REST and the frames show it.
+/// A command's record, as REST and the frames show it (with its vehicle's code, if any).
 pub async fn record(
     db: &impl ConnectionTrait,
     row: &command::Model,
 ) -> Result<CommandRecord, DbErr> {
-    let code = vehicle_code(db, row.vehicle_id).await?;
-    Ok(to_record(row, code))
-}
-
-/// The code of a vehicle registered by one (only those have ids above the topic range).
-async fn vehicle_code(db: &impl ConnectionTrait, id: i64) -> Result<Option<String>, DbErr> {
-    if id <= MAX_TOPIC_VEHICLE_ID {
-        return Ok(None);
-    }
-    Ok(vehicle::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .and_then(|v| v.code))
+    let vehicle = resolve_vehicle(db, &VehicleKey::Id(row.vehicle_id)).await?;
+    Ok(to_record(row, vehicle.and_then(|v| v.code)))
 }
 
 pub fn to_record(row: &command::Model, vehicle_code: Option<String>) -> CommandRecord {
@@ -539,7 +527,7 @@ pub fn to_record(row: &command::Model, vehicle_code: Option<String>) -> CommandR
             Some(serde_json::Value::Object(p)) => Some(p.clone()),
             _ => None,
         },
-        status: CommandState::from_str_lossy(&row.status),
+        status: stored_state(&row.status),
         sent_by: row.sent_by.clone(),
         timeout_ms: row.timeout_ms.max(0) as u64,
         expires_at: format_time(row.expires_at),
@@ -570,14 +558,7 @@ async fn insert_event(
     at: DateTime<Utc>,
 ) -> Result<StoredMessage, DbErr> {
     let data = serde_json::to_value(record).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let key = fnv1a(
-        record
-            .request_id
-            .as_bytes()
-            .iter()
-            .chain(&[0xff])
-            .chain(record.status.as_str().as_bytes()),
-    ) as i64;
+    let key = dedup_key(&record.request_id, record.status.as_str().as_bytes());
     let row = command_event::ActiveModel {
         id: NotSet,
         seq: Set(seq),
@@ -658,7 +639,7 @@ pub async fn apply_acks(
         row.acked_at = Some(*at);
         row.ack_status = Some(ack.status.clone());
         row.ack_timestamp = ack.timestamp;
-        if CommandState::from_str_lossy(&row.status).is_final() {
+        if stored_state(&row.status).is_final() {
             row.late_answer = true;
             if let Some(m) = &ack.message {
                 let was = row.message.take().unwrap_or_default();
@@ -691,8 +672,7 @@ pub async fn store_acks(
         match effect {
             AckEffect::Resolved(row) => {
                 update(txn, row).await?;
-                let code = vehicle_code(txn, row.vehicle_id).await?;
-                events.push(insert_event(txn, &to_record(row, code), seq, now).await?);
+                events.push(insert_event(txn, &record(txn, row).await?, seq, now).await?);
                 seq += 1;
             }
             AckEffect::Late(row) => update(txn, row).await?,
@@ -719,13 +699,7 @@ pub async fn list(
         .await
 }
 
-trait Lossy {
-    fn from_str_lossy(s: &str) -> CommandState;
-}
-
-impl Lossy for CommandState {
-    /// A stored state; an unknown one (a newer gateway's) reads as final, so nothing reopens it.
-    fn from_str_lossy(s: &str) -> CommandState {
-        s.parse().unwrap_or(CommandState::Expired)
-    }
+/// A stored state; an unknown one (a newer gateway's) reads as final, so nothing reopens it.
+fn stored_state(s: &str) -> CommandState {
+    s.parse().unwrap_or(CommandState::Expired)
 }

@@ -19,7 +19,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-pub(crate) use writer::reserve_seqs;
+pub(crate) use writer::{dedup_key, reserve_seqs};
 pub use writer::{Incoming, Receipts, StoreHandle, Writer, WriterConfig};
 
 /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN

@@ -79,7 +79,7 @@ pub async fn vehicle(db: &DatabaseConnection, id: i64) -> Result<Option<VehicleR
 /// An id is taken as it is (whether that vehicle exists is the handler's question); for ids
 /// in the code range the code is looked up so answers can carry it.
 pub async fn resolve_vehicle(
-    db: &DatabaseConnection,
+    db: &impl sea_orm::ConnectionTrait,
     key: &VehicleKey,
 ) -> Result<Option<VehicleRef>, DbErr> {
     match key {

@@ -368,6 +368,7 @@ async fn bad_commands_are_refused_before_anything_is_sent_and_a_repeat_is_one_co
     );
     let (status, _) = post(&app, "5", json!({"command": "RTL", "extra": 1}), &[]).await;
     assert_eq!(status, 400);
+    assert_eq!(app.get("/api/vehicles/5/commands?before_id=0").await.0, 400);
     assert_eq!(app.count("commands").await, 0);
 
     // The same request_id again: the same command, sent once.
