@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::retention::{Period, RetentionConfig};
+
 /// The default of each setting, in `--help` and hence in [`Settings::default`].
 pub mod defaults {
     pub const HTTP_ADDR: &str = "127.0.0.1:8000";
@@ -37,6 +39,14 @@ pub mod defaults {
     pub const AUTH_JWT_LEEWAY_SECS: u64 = 60;
     pub const AUTH_JWT_VEHICLES_CLAIM: &str = "vehicles";
     pub const AUTH_JWT_COMMANDS_CLAIM: &str = "commands";
+    pub const RETENTION_RAW_LOG: &str = "90d";
+    pub const RETENTION_SENSOR_LOG: &str = "30d";
+    pub const RETENTION_VEHICLE_LOG: &str = "30d";
+    pub const RETENTION_REJECTED: &str = "30d";
+    pub const RETENTION_COMMANDS: &str = "365d";
+    pub const RETENTION_ROLLUP: &str = "730d";
+    pub const PURGE_INTERVAL: &str = "1m";
+    pub const PURGE_BATCH: u64 = 2000;
 }
 
 /// SEANO telemetry gateway: MQTT ingest, storage with sea-orm, WebSocket streams.
@@ -253,6 +263,39 @@ pub struct Settings {
           action = clap::ArgAction::Set)]
     pub commands_without_auth: bool,
 
+    /// How long raw_log rows are kept (`90d`, `12h`, `30s`; `0` keeps forever).
+    #[arg(long, env = "RETENTION_RAW_LOG", value_name = "RETENTION_RAW_LOG", default_value = defaults::RETENTION_RAW_LOG)]
+    pub retention_raw_log: Period,
+
+    /// How long sensor_log rows are kept (`0` keeps forever).
+    #[arg(long, env = "RETENTION_SENSOR_LOG", value_name = "RETENTION_SENSOR_LOG", default_value = defaults::RETENTION_SENSOR_LOG)]
+    pub retention_sensor_log: Period,
+
+    /// How long vehicle_log rows are kept (`0` keeps forever).
+    #[arg(long, env = "RETENTION_VEHICLE_LOG", value_name = "RETENTION_VEHICLE_LOG", default_value = defaults::RETENTION_VEHICLE_LOG)]
+    pub retention_vehicle_log: Period,
+
+    /// How long rejected messages are kept (`0` keeps forever).
+    #[arg(long, env = "RETENTION_REJECTED", value_name = "RETENTION_REJECTED", default_value = defaults::RETENTION_REJECTED)]
+    pub retention_rejected: Period,
+
+    /// How long finished commands and their command_status changes are kept (`0` keeps forever).
+    #[arg(long, env = "RETENTION_COMMANDS", value_name = "RETENTION_COMMANDS", default_value = defaults::RETENTION_COMMANDS)]
+    pub retention_commands: Period,
+
+    /// How long the per-minute rollups behind `bucket=` history are kept (`0` keeps forever).
+    #[arg(long, env = "RETENTION_ROLLUP", value_name = "RETENTION_ROLLUP", default_value = defaults::RETENTION_ROLLUP)]
+    pub retention_rollup: Period,
+
+    /// How often retention purges what has grown older than its period (`30s`, `1m`, `1h`).
+    #[arg(long, env = "PURGE_INTERVAL", value_name = "PURGE_INTERVAL", default_value = defaults::PURGE_INTERVAL)]
+    pub purge_interval: Period,
+
+    /// Rows one purge statement removes; each runs in a short transaction of its own.
+    #[arg(long, env = "PURGE_BATCH", value_name = "PURGE_BATCH", default_value_t = defaults::PURGE_BATCH,
+          value_parser = clap::value_parser!(u64).range(10..=100_000))]
+    pub purge_batch: u64,
+
     /// Seconds a graceful shutdown may spend committing what is in flight.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", value_name = "SHUTDOWN_TIMEOUT_SECS", default_value_t = defaults::SHUTDOWN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -358,6 +401,13 @@ impl Settings {
             problem,
             fix: "Use comma-separated names of A-Z, 0-9 and '_', such as ARM,DISARM,RTL",
         })?;
+        if self.purge_interval == Period::FOREVER {
+            return Err(ConfigError {
+                variable: "PURGE_INTERVAL",
+                problem: "0 is not an interval".into(),
+                fix: "Use a duration such as 1m; to keep everything, set the RETENTION_* periods to 0",
+            });
+        }
         if self.ws_client_timeout_secs <= self.ws_heartbeat_secs {
             return Err(ConfigError {
                 variable: "WS_CLIENT_TIMEOUT_SECS",
@@ -436,6 +486,33 @@ impl Settings {
                 self.http_addr
             ))
         }
+    }
+
+    /// The RETENTION_* and PURGE_* settings.
+    pub fn retention(&self) -> RetentionConfig {
+        RetentionConfig {
+            raw_log: self.retention_raw_log,
+            sensor_log: self.retention_sensor_log,
+            vehicle_log: self.retention_vehicle_log,
+            rejected: self.retention_rejected,
+            commands: self.retention_commands,
+            rollup: self.retention_rollup,
+            interval: self.purge_interval.0.unwrap_or(Duration::from_secs(60)),
+            batch: self.purge_batch,
+        }
+    }
+
+    /// A warning when rollups go before raw rows of some type: `bucket=` history of whole
+    /// minutes would then end before raw history does.
+    pub fn retention_warning(&self) -> Option<String> {
+        let rollup = self.retention_rollup.0?;
+        let raw = self.retention().raw_periods();
+        raw.iter().any(|p| p.0.is_none_or(|d| d > rollup)).then(|| {
+            format!(
+                "RETENTION_ROLLUP ({}) is shorter than a raw retention period: bucketed history of whole minutes ends before raw history does",
+                self.retention_rollup
+            )
+        })
     }
 
     pub fn batch_window(&self) -> Duration {

@@ -16,6 +16,8 @@
 //! - [`mqtt`]: the ingest task (rumqttc) and the MQTT session's rules (packet ids, connections,
 //!   acks), and the embedded broker (rumqttd).
 //! - [`store`]: the batching writer task (sea-orm), replay and REST queries, the connection.
+//! - [`retention`]: how long each table keeps its rows; the purge task and the marks that
+//!   say where history now begins.
 //! - [`hub`]: fan-out of committed messages to clients, with per-client bounded queues.
 //! - [`ws`]: one WebSocket session loop; the stream query parameters.
 //! - [`http`]: the route table and who may call each route, the access extractors, one file per
@@ -39,6 +41,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod mqtt;
+pub mod retention;
 pub mod startup;
 pub mod store;
 pub mod ws;

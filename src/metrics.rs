@@ -197,6 +197,12 @@ pub struct Metrics {
     pub mqtt_subscribed: Flag,
     pub mqtt_running: Flag,
     pub database_ok: Flag,
+    /// The last commit failed because the database is out of space.
+    pub database_full: Flag,
+    /// Why the last commit failed; cleared by the next one that succeeds.
+    database_error: std::sync::Mutex<Option<String>>,
+    /// Rows retention purged, by table.
+    purged: IntCounterVec,
     /// Open WebSocket connections, set from the hub's count at each scrape.
     ws_connections: IntGauge,
 }
@@ -274,6 +280,13 @@ impl Metrics {
             "0 after a failed commit, until the next one succeeds.",
         );
         database_ok.set(true);
+        let purged = r.add(IntCounterVec::new(
+            Opts::new("seano_rows_purged_total", "Rows retention purged, by table."),
+            &["table"],
+        ));
+        for table in crate::retention::Table::ALL {
+            purged.with_label_values(&[table.name()]);
+        }
 
         Metrics {
             started: Instant::now(),
@@ -389,6 +402,12 @@ impl Metrics {
             ),
             mqtt_running: r.flag("seano_mqtt_running", "1 while the ingest task runs."),
             database_ok,
+            database_full: r.flag(
+                "seano_database_full",
+                "1 while commits fail because the database is out of space (nothing is acknowledged meanwhile).",
+            ),
+            database_error: std::sync::Mutex::new(None),
+            purged,
             ws_connections: r.gauge("seano_ws_connections", "Open WebSocket connections."),
             registry: r.0,
         }
@@ -435,6 +454,8 @@ pub struct PipelineStats {
     pub acks_owed: u64,
     pub acks_stale: u64,
     pub last_seq: i64,
+    /// Rows retention purged, by table (this instance's purges since it started).
+    pub purged: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -460,6 +481,32 @@ impl Metrics {
         }
         let waited = Utc::now().timestamp_millis() - self.ingest_progress_at.load(Relaxed);
         Some(std::time::Duration::from_millis(waited.max(0) as u64))
+    }
+
+    /// Retention purged `n` rows of `table`.
+    pub fn purged(&self, table: &str, n: u64) {
+        self.purged.with_label_values(&[table]).inc_by(n);
+    }
+
+    /// Rows purged by this instance so far, for each of `tables`.
+    pub fn purged_counts(
+        &self,
+        tables: impl IntoIterator<Item = &'static str>,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
+        tables
+            .into_iter()
+            .map(|t| (t, self.purged.with_label_values(&[t]).get()))
+            .collect()
+    }
+
+    pub fn set_database_error(&self, error: Option<String>) {
+        // unwrap: the lock is never held across a panic.
+        *self.database_error.lock().unwrap() = error;
+    }
+
+    pub fn database_error(&self) -> Option<String> {
+        // unwrap: the lock is never held across a panic.
+        self.database_error.lock().unwrap().clone()
     }
 
     pub fn reject(&self, reason: RejectReason) {
@@ -493,6 +540,7 @@ impl Metrics {
             acks_owed: self.acks_owed.get().max(0) as u64,
             acks_stale: self.acks_stale.get(),
             last_seq: self.last_seq.load(Relaxed),
+            purged: self.purged_counts(crate::retention::Table::ALL.map(|t| t.name())),
         }
     }
 }

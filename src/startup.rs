@@ -228,6 +228,15 @@ impl Application {
             sequencer.run().await;
             done.cancel();
         });
+        if let Some(warning) = settings.retention_warning() {
+            log::warn!("{warning}");
+        }
+        tasks.spawn(crate::retention::run(
+            db.clone(),
+            settings.retention(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         let connections = hub_handle.clone();
         tasks.spawn(cluster::heartbeat(
             db.clone(),

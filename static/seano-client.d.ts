@@ -252,13 +252,16 @@ export interface ErrorFrame {
   request_id?: string;
 }
 
-/** Instead of a replay: `since=` is outside the replay window. Reload history over REST. */
+/** Instead of a replay: `since=` is outside the replay window, or retention removed messages
+ * after it. Reload history over REST. */
 export interface ResyncFrame {
   type: "resync";
   message: string;
   since: number;
   last_seq: number;
   replay_window: number;
+  /** Set when retention removed messages after `since`: the highest seq removed. */
+  purged_through_seq?: number;
 }
 
 /** A `conflate=latest` client fell behind: older messages were skipped. */

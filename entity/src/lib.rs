@@ -8,6 +8,8 @@ pub mod command_event;
 pub mod gateway_instance;
 pub mod raw_log;
 pub mod rejected_message;
+pub mod retention_mark;
+pub mod rollup;
 pub mod sensor_log;
 pub mod seq_cursor;
 pub mod vehicle;
@@ -19,6 +21,8 @@ pub mod prelude {
     pub use super::gateway_instance::Entity as GatewayInstance;
     pub use super::raw_log::Entity as RawLog;
     pub use super::rejected_message::Entity as RejectedMessage;
+    pub use super::retention_mark::Entity as RetentionMark;
+    pub use super::rollup::Entity as Rollup;
     pub use super::sensor_log::Entity as SensorLog;
     pub use super::seq_cursor::Entity as SeqCursor;
     pub use super::vehicle::Entity as Vehicle;

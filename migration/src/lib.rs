@@ -16,6 +16,7 @@ mod m20261124_000008_drop_dedup_key_indexes;
 mod m20261130_000009_add_vehicle_and_sensor_codes;
 mod m20261201_000010_create_gateway_instances;
 mod m20261201_000011_create_commands;
+mod m20261201_000012_create_rollups_and_retention_marks;
 
 mod columns;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_add_vehicle_and_sensor_codes::Migration),
             Box::new(m20261201_000010_create_gateway_instances::Migration),
             Box::new(m20261201_000011_create_commands::Migration),
+            Box::new(m20261201_000012_create_rollups_and_retention_marks::Migration),
         ]
     }
 }

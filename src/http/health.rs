@@ -25,6 +25,9 @@ struct Readiness {
     /// `ready` or `not_ready`.
     status: &'static str,
     database: bool,
+    /// True while commits fail because the database is out of space (a full disk): nothing is
+    /// acknowledged or broadcast until there is room again.
+    database_full: bool,
     mqtt: bool,
     /// False when messages have waited longer than INGEST_STALL_SECS without any commit.
     ingest: bool,
@@ -33,17 +36,18 @@ struct Readiness {
     shutting_down: bool,
 }
 
-/// 200 when the database answers, the broker session is up and subscribed and ingest is not
-/// stalled (messages waiting longer than INGEST_STALL_SECS with no commit); 503 otherwise.
+/// 200 when the database answers and has room to write, the broker session is up and
+/// subscribed and ingest is not stalled (messages waiting longer than INGEST_STALL_SECS with no
+/// commit); 503 otherwise.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "operations",
     responses(
         (status = 200, description = "Database reachable, MQTT connected and subscribed", body = Readiness,
-         example = json!({"status": "ready", "database": true, "mqtt": true, "shutting_down": false})),
+         example = json!({"status": "ready", "database": true, "database_full": false, "mqtt": true, "shutting_down": false})),
         (status = 503, description = "Not ready; the fields say what is missing", body = Readiness,
-         example = json!({"status": "not_ready", "database": true, "mqtt": false, "shutting_down": false})),
+         example = json!({"status": "not_ready", "database": true, "database_full": true, "mqtt": true, "shutting_down": false})),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
@@ -54,10 +58,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .ingest_stalled_for()
         .is_none_or(|waited| waited < state.ingest_stall);
-    let ok = database && mqtt && ingest && !shutting_down;
+    let database_full = state.metrics.database_full.get();
+    let ok = database && !database_full && mqtt && ingest && !shutting_down;
     let body = Readiness {
         status: if ok { "ready" } else { "not_ready" },
         database,
+        database_full,
         mqtt,
         ingest,
         ingest_in_flight: state.metrics.ingest_in_flight.load(Relaxed).max(0),

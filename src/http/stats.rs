@@ -64,6 +64,14 @@ struct DatabaseStatus {
     connected: bool,
     /// `sqlite` or `postgresql`.
     backend: &'static str,
+    /// True while commits fail because the database is out of space: nothing is acknowledged
+    /// or broadcast, the broker keeps what the boats send, and ingest resumes by itself once
+    /// there is room.
+    full: bool,
+    /// Why the last commit failed; null once one succeeds.
+    last_error: Option<String>,
+    /// Per table retention has purged: everything received before this time is gone (RFC 3339).
+    history_begins_at: std::collections::BTreeMap<String, String>,
 }
 
 fn mqtt(state: &AppState) -> MqttStatus {
@@ -107,7 +115,8 @@ fn mqtt(state: &AppState) -> MqttStatus {
                 "commit_failures": 0, "acks_owed": 0, "acks_stale": 0, "last_seq": 60},
             "mqtt": {"status": "running", "connected": true, "broker": "mqtt://127.0.0.1:1883", "last_error": null,
                      "backlog": 0, "connections_lost": 0, "client_id": "seano-gateway", "shared_group": null},
-            "database": {"connected": true, "backend": "sqlite"},
+            "database": {"connected": true, "backend": "sqlite", "full": false, "last_error": null,
+                         "history_begins_at": {"vehicle_logs": "2025-09-18T16:00:00.000Z"}},
             "started_at": "2025-10-18T16:00:00.000Z", "uptime_seconds": 1800})),
         (status = 401, description = "Authentication is on and no valid token was given", body = super::error::ErrorBody),
         (status = 503, description = "The server is shutting down", body = super::error::ErrorBody),
@@ -140,6 +149,14 @@ pub async fn ws_stats(
                 sea_orm::DatabaseBackend::Sqlite => "sqlite",
                 _ => "other",
             },
+            full: m.database_full.get(),
+            last_error: m.database_error(),
+            history_begins_at: crate::retention::marks(&state.db)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(table, mark)| (table, crate::domain::format_time(mark.purged_before)))
+                .collect(),
         },
         started_at: crate::domain::format_time(m.started_at),
         uptime_seconds: m.started.elapsed().as_secs(),

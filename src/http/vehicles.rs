@@ -18,15 +18,24 @@ use super::{ApiError, AppState};
 use crate::domain::{
     format_time, parse_timestamp, MessageType, SensorRef, StoredMessage, VehicleKey,
 };
+use crate::retention::{Period, Table};
 use crate::store::queries::{
     self, HistoryQuery, SortOrder, TrackQuery, VehicleRecord, MAX_HISTORY_LIMIT, MAX_TRACK_POINTS,
 };
+use crate::store::rollup::{self, BucketQuery, Source};
 
 /// The default page size of a history query.
 pub const DEFAULT_HISTORY_LIMIT: u64 = 100;
 
 /// The default number of track points (before the track is downsampled).
 pub const DEFAULT_TRACK_POINTS: usize = 1000;
+
+/// The most buckets a bucketed query returns, and its default.
+pub const MAX_BUCKETS: u64 = 10_000;
+pub const DEFAULT_BUCKETS: u64 = 1000;
+
+/// The longest bucket.
+pub const MAX_BUCKET_SECS: i64 = 31 * 86_400;
 
 /// `GET /api/vehicles`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -168,6 +177,85 @@ pub struct HistoryPage {
     /// item's). Once you have paged up to here, open the stream with `since=` this value
     /// (and `types=` this type) to continue live with no gap and no duplicate.
     pub live_since: i64,
+    /// Retention has removed everything of this type received before this time (RFC 3339);
+    /// null while nothing has been removed.
+    pub history_begins_at: Option<String>,
+}
+
+/// One numeric field's figures over a bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldFigures {
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// The value of the bucket's latest message (by timestamp, then seq) that had the field.
+    pub last: f64,
+}
+
+/// A position: the last latitude and longitude of a bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Position {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// One bucket of one vehicle's messages of one type (of one sensor, for sensor_log).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketItem {
+    /// Where the bucket begins (inclusive), aligned on the Unix epoch.
+    pub start: String,
+    /// Where it ends (exclusive).
+    pub end: String,
+    /// sensor_log: the sensor, by integer id...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor_id: Option<i64>,
+    /// ...or by code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensor_code: Option<String>,
+    /// Messages in the bucket.
+    pub count: i64,
+    /// Each numeric field of sensor_log data or vehicle state (nested objects as `a.b`);
+    /// empty for raw_log and command_status, which are counted only.
+    pub fields: BTreeMap<String, FieldFigures>,
+    /// vehicle_log: the last position in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+/// A vehicle's messages of one type, one item per bucket that has any (`bucket=`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "vehicle_id": 1, "type": "vehicle_log", "bucket": "1m", "bucket_seconds": 60, "source": "rollup",
+    "items": [{"start": "2025-10-18T16:30:00.000Z", "end": "2025-10-18T16:31:00.000Z", "count": 600,
+               "fields": {"speed": {"min": 2.1, "max": 15.5, "mean": 9.8, "last": 12.5}},
+               "position": {"latitude": -6.2088, "longitude": 106.8456}}],
+    "has_more": false, "next_from": null, "history_begins_at": null
+}))]
+pub struct BucketPage {
+    pub vehicle_id: i64,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    /// The bucket size as asked (`10s`, `1m`, `1h`).
+    pub bucket: String,
+    pub bucket_seconds: i64,
+    /// `rollup` (whole minutes, from the per-minute rollups) or `raw` (from the rows).
+    pub source: Source,
+    /// In time order (then by sensor); buckets with no message are left out.
+    pub items: Vec<BucketItem>,
+    /// More buckets follow in the range: ask again with `from` = `next_from`.
+    pub has_more: bool,
+    pub next_from: Option<String>,
+    /// Retention has removed what this answer is made from (raw rows, or rollups for whole
+    /// minutes) before this time (RFC 3339); null while nothing has been removed.
+    pub history_begins_at: Option<String>,
+}
+
+/// A history answer: a page of messages, or buckets when `bucket=` is given.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HistoryAnswer {
+    Page(HistoryPage),
+    Buckets(BucketPage),
 }
 
 /// A point of a track.
@@ -193,8 +281,12 @@ pub struct Track {
     pub vehicle_id: i64,
     /// Positions in the range before downsampling.
     pub total_points: u64,
-    /// True when `points` holds an evenly spaced selection (first and last included).
+    /// True when `points` holds an evenly spaced selection (first and last included), or
+    /// the last position of each bucket.
     pub downsampled: bool,
+    /// With `bucket=`: the bucket size; each point is the last position in its bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
     pub points: Vec<TrackPoint>,
 }
 
@@ -272,6 +364,12 @@ struct HistoryParams {
     limit: Option<u64>,
     /// `asc` (oldest first, the default) or `desc` (newest first), by seq.
     order: Option<SortOrder>,
+    /// One item per bucket of this size (`10s`, `1m`, `1h`, `1d`; at most 31 days) instead
+    /// of messages: per numeric field min, max, mean and last, the count, the last position.
+    /// Buckets align on the Unix epoch; `from`/`to` widen to whole buckets; `limit` counts
+    /// buckets (1 to 10000, default 1000); not with `after_seq`, `before_seq` or `order=desc`.
+    #[param(example = "1m")]
+    bucket: Option<String>,
 }
 
 /// The sensor filter of a history page (`sensor_log` only: with another type it is a 400).
@@ -300,7 +398,7 @@ struct SensorParams {
         SensorParams,
     ),
     responses(
-        (status = 200, description = "A page of messages", body = HistoryPage),
+        (status = 200, description = "A page of messages, or with `bucket=` the buckets", body = HistoryAnswer),
         (status = 400, description = "A parameter is malformed or out of range; `parameter` names it", body = super::error::ErrorBody,
          example = json!({"error": "bad_parameter", "parameter": "limit",
                           "message": "invalid parameter 'limit': must be between 1 and 1000, got 5000"})),
@@ -329,8 +427,10 @@ pub async fn history(
             "sensor_id",
             "limit",
             "order",
+            "bucket",
         ],
     )?;
+    let bucket = params.take("bucket").map(|raw| parse_bucket(&raw)).transpose()?;
     let (from, to) = params.time_range()?;
     let sensor = params
         .take("sensor_id")
@@ -348,6 +448,35 @@ pub async fn history(
             "sensor_id",
             format!("only applies to sensor_log, not {kind}"),
         ));
+    }
+    if let Some((text, secs)) = bucket {
+        for cursor in ["after_seq", "before_seq"] {
+            if params.take(cursor).is_some() {
+                return Err(ApiError::bad_parameter(
+                    cursor,
+                    "does not apply with bucket=; page buckets with from= the answer's next_from",
+                ));
+            }
+        }
+        if params.take("order").is_some_and(|o| o != "asc") {
+            return Err(ApiError::bad_parameter(
+                "order",
+                "bucketed history is oldest first only",
+            ));
+        }
+        let limit = bucket_limit(&mut params, "limit")?;
+        let q = BucketQuery {
+            vehicle_id: id,
+            kind,
+            sensor,
+            from,
+            to,
+            bucket_secs: secs,
+            limit,
+        };
+        ensure_vehicle(&state, id).await?;
+        let page = bucket_page(&state, &q, text).await?;
+        return Ok(HttpResponse::Ok().json(HistoryAnswer::Buckets(page)));
     }
     let limit = params
         .take_int("limit", 1)?
@@ -389,7 +518,8 @@ pub async fn history(
         SortOrder::Asc => (last_on_page.or(query.after_seq), None),
         SortOrder::Desc => (None, last_on_page.filter(|_| page.has_more)),
     };
-    Ok(HttpResponse::Ok().json(HistoryPage {
+    let history_begins_at = history_begins(&state, Table::of(kind)).await?;
+    Ok(HttpResponse::Ok().json(HistoryAnswer::Page(HistoryPage {
         vehicle_id: id,
         kind,
         order,
@@ -399,7 +529,8 @@ pub async fn history(
         next_before_seq,
         live_since: page.high_water_seq,
         items: page.items.into_iter().map(Into::into).collect(),
-    }))
+        history_begins_at,
+    })))
 }
 
 /// A vehicle's track: time, latitude and longitude, oldest first, optionally downsampled.
@@ -412,7 +543,9 @@ pub async fn history(
         ("from" = Option<String>, Query, format = DateTime, description = "Only positions at or after this time (RFC 3339)"),
         ("to" = Option<String>, Query, format = DateTime, description = "Only positions before this time (RFC 3339)"),
         ("points" = Option<u64>, Query, minimum = 1, maximum = 10000,
-         description = "At most this many points (1 to 10000, default 1000): a longer track is downsampled evenly in time order, first and last kept; 1 gives the latest position"),
+         description = "At most this many points (1 to 10000, default 1000): a longer track is downsampled evenly in time order, first and last kept; 1 gives the latest position. With `bucket=`: at most this many buckets"),
+        ("bucket" = Option<String>, Query, example = "1m",
+         description = "One point per bucket of this size (`10s`, `1m`, `1h`; at most 31 days): the last position in it. Whole minutes are read from the per-minute rollups"),
     ),
     responses(
         (status = 200, description = "The track", body = Track),
@@ -428,8 +561,49 @@ pub async fn track(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = access.vehicle.id;
-    let mut params = Params::parse(&req, &["from", "to", "points"])?;
+    let mut params = Params::parse(&req, &["from", "to", "points", "bucket"])?;
     let (from, to) = params.time_range()?;
+    if let Some((text, secs)) = params
+        .take("bucket")
+        .map(|raw| parse_bucket(&raw))
+        .transpose()?
+    {
+        let limit = bucket_limit(&mut params, "points")?;
+        ensure_vehicle(&state, id).await?;
+        let q = BucketQuery {
+            vehicle_id: id,
+            kind: MessageType::VehicleLog,
+            sensor: None,
+            from,
+            to,
+            bucket_secs: secs,
+            limit,
+        };
+        let buckets = rollup::buckets(&state.db, &q)
+            .await
+            .map_err(|e| internal(e, "reading a bucketed track"))?;
+        let total = buckets
+            .buckets
+            .iter()
+            .filter_map(|b| b.acc.fields.get("latitude").map(|f| f.n as u64))
+            .sum();
+        return Ok(HttpResponse::Ok().json(Track {
+            vehicle_id: id,
+            total_points: total,
+            downsampled: true,
+            bucket: Some(text),
+            points: buckets
+                .buckets
+                .iter()
+                .filter_map(|b| b.acc.position())
+                .map(|(latitude, longitude, time)| TrackPoint {
+                    time: format_time(time),
+                    latitude,
+                    longitude,
+                })
+                .collect(),
+        }));
+    }
     let points = params
         .take_int("points", 1)?
         .map(|n| n as usize)
@@ -456,6 +630,7 @@ pub async fn track(
         vehicle_id: id,
         total_points: track.total,
         downsampled: (track.points.len() as u64) < track.total,
+        bucket: None,
         points: track
             .points
             .into_iter()
@@ -466,6 +641,103 @@ pub async fn track(
             })
             .collect(),
     }))
+}
+
+/// `bucket=`: its text as given and its length in seconds.
+fn parse_bucket(raw: &str) -> Result<(String, i64), ApiError> {
+    let bad = |why: String| ApiError::bad_parameter("bucket", why);
+    let secs = match raw.parse::<Period>() {
+        Ok(Period(Some(d))) => d.as_secs() as i64,
+        Ok(Period(None)) => return Err(bad("must be a duration such as 10s, 1m or 1h, not 0".into())),
+        Err(e) => return Err(bad(e.replace("0 to keep forever", "nothing else"))),
+    };
+    if secs > MAX_BUCKET_SECS {
+        return Err(bad(format!("'{raw}' is longer than 31 days")));
+    }
+    Ok((raw.to_owned(), secs))
+}
+
+/// The bucket count of a bucketed query: 1 to [`MAX_BUCKETS`], default [`DEFAULT_BUCKETS`].
+fn bucket_limit(params: &mut Params, name: &'static str) -> Result<usize, ApiError> {
+    let limit = params
+        .take_int(name, 1)?
+        .map(|n| n as u64)
+        .unwrap_or(DEFAULT_BUCKETS);
+    if limit > MAX_BUCKETS {
+        return Err(ApiError::bad_parameter(
+            name,
+            format!("must be between 1 and {MAX_BUCKETS} buckets, got {limit}"),
+        ));
+    }
+    Ok(limit as usize)
+}
+
+async fn bucket_page(state: &AppState, q: &BucketQuery, text: String) -> Result<BucketPage, ApiError> {
+    let answer = rollup::buckets(&state.db, q)
+        .await
+        .map_err(|e| internal(e, "reading bucketed history"))?;
+    let table = match answer.source {
+        Source::Rollup => Table::Rollups,
+        Source::Raw => Table::of(q.kind),
+    };
+    let size = chrono::Duration::seconds(q.bucket_secs);
+    Ok(BucketPage {
+        vehicle_id: q.vehicle_id,
+        kind: q.kind,
+        bucket: text,
+        bucket_seconds: q.bucket_secs,
+        source: answer.source,
+        has_more: answer.next_from.is_some(),
+        next_from: answer.next_from.map(format_time),
+        history_begins_at: history_begins(state, table).await?,
+        items: answer
+            .buckets
+            .into_iter()
+            .map(|b| {
+                let is_id = !b.sensor.is_empty() && b.sensor.bytes().all(|c| c.is_ascii_digit());
+                BucketItem {
+                    start: format_time(b.start),
+                    end: format_time(b.start + size),
+                    sensor_id: if is_id { b.sensor.parse().ok() } else { None },
+                    sensor_code: (!is_id && !b.sensor.is_empty()).then(|| b.sensor.clone()),
+                    count: b.acc.count,
+                    position: (q.kind == MessageType::VehicleLog)
+                        .then(|| b.acc.position())
+                        .flatten()
+                        .map(|(latitude, longitude, _)| Position {
+                            latitude,
+                            longitude,
+                        }),
+                    fields: b
+                        .acc
+                        .fields
+                        .iter()
+                        .map(|(name, f)| {
+                            (
+                                name.clone(),
+                                FieldFigures {
+                                    min: f.min,
+                                    max: f.max,
+                                    mean: f.mean(),
+                                    last: f.last,
+                                },
+                            )
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Where retention has left `table`'s history beginning, if it has removed anything.
+async fn history_begins(state: &AppState, table: Table) -> Result<Option<String>, ApiError> {
+    use sea_orm::EntityTrait;
+    Ok(entity::retention_mark::Entity::find_by_id(table.name().to_owned())
+        .one(&state.db)
+        .await
+        .map_err(|e| internal(e, "reading retention marks"))?
+        .map(|m| format_time(m.purged_before)))
 }
 
 fn not_found(id: i64) -> ApiError {

@@ -7,6 +7,7 @@
 
 pub mod queries;
 pub mod replay;
+pub mod rollup;
 mod tables;
 mod writer;
 
@@ -51,6 +52,18 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     if url.starts_with("sqlite:") {
         // One writer at a time anyway; more connections only add lock contention.
         opts.max_connections(4);
+        // A connection coming back from a transaction that failed (its rollback still queued,
+        // or refused because SQLite had already rolled back, as it does when the disk is full)
+        // is closed, not reused: sqlx would take it for one still inside a transaction, turn
+        // the next BEGIN IMMEDIATE into a SAVEPOINT and so give up the write lock's ordering.
+        opts.map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(|conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Connection;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+        });
     } else {
         // Connections open at start, not on the first busy moment: opening one (and turning
         // Nagle off on it) took ~90 ms, a delay a client would see on its frames.

@@ -224,9 +224,17 @@ impl<R: Send + 'static> Writer<R> {
                     break committed;
                 }
                 Err(e) => {
-                    busy = is_busy(&e);
+                    let full = is_out_of_space(&e);
+                    // Out of space is an outage like a lock: waiting (for a purge, a bigger
+                    // disk) helps, and isolating would blame good messages.
+                    busy = is_busy(&e) || full;
                     self.metrics.commit_failures.inc();
                     self.metrics.database_ok.set(false);
+                    self.metrics.database_full.set(full);
+                    self.metrics.set_database_error(Some(e.to_string()));
+                    if full && self.healthy {
+                        log::error!("store: the database is out of space: nothing is acknowledged or broadcast until it has room again; the broker keeps the rest");
+                    }
                     if std::mem::replace(&mut self.healthy, false) {
                         log::error!(
                             "store: commit of {} messages failed, retrying: {e}",
@@ -263,6 +271,8 @@ impl<R: Send + 'static> Writer<R> {
             backoff = (backoff * 2).min(Duration::from_secs(2));
         };
         self.metrics.database_ok.set(true);
+        self.metrics.database_full.set(false);
+        self.metrics.set_database_error(None);
         if !std::mem::replace(&mut self.healthy, true) {
             log::info!("store: database is back, commits resumed");
         }
@@ -368,6 +378,31 @@ fn is_busy(e: &DbErr) -> bool {
         code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     } else {
         matches!(&*code, "55P03" | "40P01" | "40001")
+    }
+}
+
+/// The database refused to write for lack of space: SQLite's `SQLITE_FULL`, or an I/O error
+/// writing its files (what a full disk gives in WAL mode), and PostgreSQL's `disk_full`
+/// (53100) or any other "insufficient resources" (class 53).
+pub(crate) fn is_out_of_space(e: &DbErr) -> bool {
+    use sea_orm::sqlx;
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = e
+    else {
+        return false;
+    };
+    match &**e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 10 | 13))
+            } else {
+                code.starts_with("53")
+            }
+        }
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(libc::ENOSPC),
+        _ => false,
     }
 }
 
@@ -566,6 +601,7 @@ async fn write_batch<R>(
             .copied()
             .ok_or_else(|| DbErr::Custom(format!("no row id returned for seq {}", msg.seq)))?;
     }
+    super::rollup::record(&txn, &out).await?;
     let events = commands::store_acks(
         &txn,
         &effects,

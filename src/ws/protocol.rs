@@ -34,6 +34,11 @@ pub fn resync(since: i64, last_seq: i64, replay_window: i64) -> String {
     to_text(&ResyncFrame::new(since, last_seq, replay_window))
 }
 
+/// Sent instead of replaying when retention removed messages after `since` (up to `purged`).
+pub fn purged(since: i64, last_seq: i64, replay_window: i64, purged: i64) -> String {
+    to_text(&ResyncFrame::purged(since, last_seq, replay_window, purged))
+}
+
 /// Sent to a `conflate=latest` client before the latest frames it skipped to.
 pub fn conflated(skipped: u64) -> String {
     to_text(&ConflatedFrame::new(skipped))

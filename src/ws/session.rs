@@ -196,6 +196,15 @@ async fn open_stream(
     };
     if let Some(since) = since {
         let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
+        let purged = crate::retention::purged_through(&ctx.db, sel.types.iter().copied())
+            .await
+            .map_err(unavailable)?;
+        if since < purged && since <= last {
+            out.send(protocol::purged(since, last, ctx.config.replay_window, purged))
+                .await
+                .map_err(|_| None)?;
+            return register.await.ok_or_else(shutting_down);
+        }
         if since <= last && last - since <= ctx.config.replay_window {
             // Catch up from the database without holding a hub queue, which could overflow.
             sel.after_seq = since;

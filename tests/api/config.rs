@@ -113,6 +113,10 @@ fn invalid_configuration_stops_start_up_with_the_variable_named() {
         ),
         ("AUTH_JWT_LEEWAY_SECS", "100000", "AUTH_JWT_LEEWAY_SECS"),
         ("AUTH_JWKS_REFRESH_SECS", "1", "AUTH_JWKS_REFRESH_SECS"),
+        ("RETENTION_VEHICLE_LOG", "1.5d", "RETENTION_VEHICLE_LOG"),
+        ("RETENTION_ROLLUP", "2y", "RETENTION_ROLLUP"),
+        ("PURGE_INTERVAL", "0", "invalid PURGE_INTERVAL"),
+        ("PURGE_BATCH", "1", "PURGE_BATCH"),
     ] {
         let dir = std::env::temp_dir();
         let child = Command::new(env!("CARGO_BIN_EXE_seano-gateway"))

@@ -334,10 +334,16 @@ pub struct ResyncFrame {
     pub last_seq: i64,
     /// How many seqs back `since=` may reach (`WS_REPLAY_WINDOW`).
     pub replay_window: i64,
+    /// Set when retention has removed messages after `since` that this stream would carry:
+    /// the highest seq removed. History now begins after it (REST says when:
+    /// `history_begins_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_through_seq: Option<i64>,
 }
 
 impl ResyncFrame {
     pub const MESSAGE: &'static str = "since is outside the replay window; reload history over REST (after_seq) and continue from the live stream";
+    pub const PURGED: &'static str = "messages after since were removed by retention; reload what history is left over REST (after_seq) and continue from the live stream";
 
     pub fn new(since: i64, last_seq: i64, replay_window: i64) -> Self {
         ResyncFrame {
@@ -346,6 +352,16 @@ impl ResyncFrame {
             since,
             last_seq,
             replay_window,
+            purged_through_seq: None,
+        }
+    }
+
+    /// Retention removed messages after `since`, up to `purged_through_seq`.
+    pub fn purged(since: i64, last_seq: i64, replay_window: i64, purged_through_seq: i64) -> Self {
+        ResyncFrame {
+            message: Self::PURGED.to_owned(),
+            purged_through_seq: Some(purged_through_seq),
+            ..Self::new(since, last_seq, replay_window)
         }
     }
 }
