@@ -15,7 +15,8 @@
 //! - [`domain`]: the committed message the store hands the hub; the wire types, re-exported.
 //! - [`mqtt`]: the ingest task (rumqttc) and the MQTT session's rules (packet ids, connections,
 //!   acks), and the embedded broker (rumqttd).
-//! - [`store`]: the batching writer task (sea-orm), replay and REST queries, the connection.
+//! - [`store`]: the batching writer task (sea-orm), replay and REST queries, the connection,
+//!   the per-minute rollups and bucketed history.
 //! - [`retention`]: how long each table keeps its rows; the purge task and the marks that
 //!   say where history now begins.
 //! - [`hub`]: fan-out of committed messages to clients, with per-client bounded queues.

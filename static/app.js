@@ -5,6 +5,9 @@
 //   (/api/ws?types=vehicle_log,raw_log&snapshot=latest) keeps it and the raw-log console live;
 // - selecting a vehicle loads its sensor history and track over REST, then opens its vehicle
 //   stream with since=<the history page's live_since>, so nothing between the two is missed;
+// - the range buttons choose what the track and the sensor chart cover: "Live" is the latest
+//   raw points (as above); a longer range reads one point per bucket (bucket=&from=now-range)
+//   and live frames then fold into the last bucket (see bucketFor, loadView);
 // - both streams reconnect with backoff and resume with since=<last seq> (seano-client.js);
 // - commands: GET /api/me says which commands there are and whether this credential may send
 //   them; a button press sends one on the selected vehicle's stream (sendCommand), whose
@@ -21,6 +24,15 @@ const CONSOLE_LINES = 300;
 const SENSOR_POINTS = 600;
 const TRACK_POINTS = 2000;
 const COMMAND_LOG_ITEMS = 10;
+
+/** The ranges of the track and the sensor chart, in seconds; "live" is the latest raw points. */
+const RANGES = { live: null, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "7d": 7 * 24 * 3600 };
+/** Bucket sizes the dashboard asks for: [seconds, as the gateway spells them]. */
+const BUCKETS = [
+  [10, "10s"], [30, "30s"], [60, "1m"], [120, "2m"], [300, "5m"],
+  [600, "10m"], [900, "15m"], [1800, "30m"], [3600, "1h"], [10800, "3h"],
+];
+const MAX_BUCKETS = 400;
 
 const $ = (id) => document.getElementById(id);
 
@@ -42,8 +54,20 @@ const state = {
   selected: null,
   /** The selected vehicle's positions: { t, lat, lon } oldest first. */
   track: [],
-  /** The selected vehicle's sensor series: "sensor_id.field" -> [{ t, v }]. */
+  /**
+   * The selected vehicle's sensor series: "sensor.field" -> [{ t, v }] oldest first; bucketed,
+   * t is the bucket's start, v its mean, lo and hi its min and max, n its message count.
+   */
   sensors: new Map(),
+  /** The chosen range (a key of RANGES). */
+  range: "live",
+  /**
+   * What the track and the chart show: the range, its bucket ({ seconds, text }, null for
+   * live) and the history's status (idle, loading, ready, error).
+   */
+  view: { range: "live", bucket: null, status: "idle" },
+  /** Counts history loads: a load that is no longer the latest drops its answer. */
+  loads: 0,
   /** Receive times of data frames over the last few seconds, for the msg/s figure. */
   arrivals: [],
   allStream: null,
@@ -210,60 +234,20 @@ function renderValues() {
   }
 }
 
-function addTrackPoint(frame) {
-  const { latitude: lat, longitude: lon } = frame.data;
-  if (lat == null || lon == null) return;
-  const t = Date.parse(frame.timestamp);
-  const last = state.track[state.track.length - 1];
-  if (last && t <= last.t) return; // already in the REST track
-  state.track.push({ t, lat, lon, heading: frame.data.heading });
-  if (state.track.length > TRACK_POINTS) state.track.shift();
-  state.dirty.track = true;
-}
-
-function addSensorReading(frame) {
-  const t = Date.parse(frame.timestamp);
-  for (const [field, value] of Object.entries(frame.data || {})) {
-    if (typeof value !== "number") continue;
-    const key = `${frame.sensor_id}.${field}`;
-    let series = state.sensors.get(key);
-    if (!series) state.sensors.set(key, (series = []));
-    series.push({ t, v: value });
-    if (series.length > SENSOR_POINTS) series.shift();
-  }
-  state.dirty.sensors = true;
-}
-
 async function select(id) {
   if (state.selected === id) return;
   state.selected = id;
   history.replaceState(null, "", `#vehicle=${id}`);
-  if (state.vehicleStream) state.vehicleStream.close();
-  state.vehicleStream = null;
-  state.track = [];
-  state.sensors = new Map();
   $("vehicle-values").replaceChildren();
   $("command-log").replaceChildren();
   $("vehicle-title").textContent = `Vehicle ${id}`;
   Object.keys(state.dirty).forEach((k) => (state.dirty[k] = true));
   renderConsoleFilter();
-
-  let since;
-  try {
-    // Sensors first: its live_since bounds what the stream replays; the track read after it
-    // may overlap the replay, and addTrackPoint drops the overlap.
-    const page = await api(`/api/vehicles/${id}/sensor_log?order=desc&limit=${SENSOR_POINTS}`);
-    for (const item of page.items.reverse()) addSensorReading(item);
-    since = page.live_since;
-    const track = await api(`/api/vehicles/${id}/track?points=${TRACK_POINTS}`);
-    if (state.selected !== id) return;
-    state.track = track.points.map((p) => ({ t: Date.parse(p.time), lat: p.latitude, lon: p.longitude }));
-  } catch (err) {
-    console.warn("dashboard: loading history failed", err);
-  }
-  if (state.selected !== id) return;
   loadCommands(id);
+  await loadView(id);
+}
 
+function openVehicleStream(id, since) {
   const stream = createSeanoClient({
     vehicleId: id,
     types: ["vehicle_log", "sensor_log", "command_status"],
@@ -290,6 +274,168 @@ async function select(id) {
   stream.connect();
 }
 
+// ---------------------------------------------------------------- track and sensor history
+
+/**
+ * The bucket for a range of `seconds`: the smallest of BUCKETS that cuts it into at most
+ * MAX_BUCKETS, so each range shows 200-400 points (1 h → 10s, 6 h → 1m, 24 h → 5m,
+ * 7 d → 30m). From 1m up the sizes are whole minutes, which the gateway reads from its
+ * per-minute rollups; a shorter one (1 h only) it reads from an hour of the vehicle's rows.
+ */
+function bucketFor(seconds) {
+  const [size, text] = BUCKETS.find(([s]) => seconds / s <= MAX_BUCKETS) || BUCKETS[BUCKETS.length - 1];
+  return { seconds: size, text };
+}
+
+/** Where the bucket holding time `t` (ms) starts: buckets align on the Unix epoch. */
+function bucketStart(t) {
+  const ms = state.view.bucket.seconds * 1000;
+  return Math.floor(t / ms) * ms;
+}
+
+/** Drops the oldest points beyond `max`, and (bucketed) those that have left the range. */
+function trim(points, max) {
+  const seconds = RANGES[state.view.range];
+  const from = seconds ? bucketStart(Date.now() - seconds * 1000) : -Infinity;
+  while (points.length > max || (points.length > 0 && points[0].t < from)) points.shift();
+}
+
+function addTrackPoint(frame) {
+  const { latitude: lat, longitude: lon } = frame.data;
+  if (lat == null || lon == null) return;
+  const t = Date.parse(frame.timestamp);
+  const last = state.track[state.track.length - 1];
+  if (last && t <= last.t) return; // already in the REST track
+  const point = { t, lat, lon, heading: frame.data.heading };
+  // Bucketed, the track holds the last position of each bucket: a frame moves the last one.
+  if (last && state.view.bucket && bucketStart(t) === bucketStart(last.t)) state.track[state.track.length - 1] = point;
+  else state.track.push(point);
+  trim(state.track, TRACK_POINTS);
+  state.dirty.track = true;
+}
+
+function sensorSeries(key) {
+  let series = state.sensors.get(key);
+  if (!series) state.sensors.set(key, (series = []));
+  return series;
+}
+
+/** A reading (from the stream, or a raw history page): a point, or bucketed, into its bucket. */
+function addSensorReading(frame) {
+  const t = Date.parse(frame.timestamp);
+  const sensor = frame.sensor_id ?? frame.sensor_code;
+  for (const [field, value] of Object.entries(frame.data || {})) {
+    if (typeof value !== "number") continue;
+    const series = sensorSeries(`${sensor}.${field}`);
+    if (state.view.bucket) addToBucket(series, t, value);
+    else series.push({ t, v: value });
+    trim(series, SENSOR_POINTS);
+  }
+  state.dirty.sensors = true;
+}
+
+/** Folds a live reading into the last bucket, or starts the next one. */
+function addToBucket(series, t, v) {
+  const start = bucketStart(t);
+  const last = series[series.length - 1];
+  if (last && last.t === start) {
+    last.n += 1;
+    last.v += (v - last.v) / last.n;
+    last.lo = Math.min(last.lo, v);
+    last.hi = Math.max(last.hi, v);
+  } else if (!last || start > last.t) {
+    series.push({ t: start, v, lo: v, hi: v, n: 1 });
+  } // else a late reading of an older bucket: left out
+}
+
+/** A bucket of sensor_log history: a point per numeric field, its mean within min–max. */
+function addSensorBucket(item) {
+  const sensor = item.sensor_id ?? item.sensor_code;
+  const t = Date.parse(item.start);
+  for (const [field, f] of Object.entries(item.fields)) {
+    sensorSeries(`${sensor}.${field}`).push({ t, v: f.mean, lo: f.min, hi: f.max, n: item.count });
+  }
+  state.dirty.sensors = true;
+}
+
+/** Live: the latest raw readings and positions, and the since= for the stream. */
+async function loadLatest(id) {
+  // Sensors first: its live_since bounds what the stream replays; the track read after it
+  // may overlap the replay, and addTrackPoint drops the overlap.
+  const page = await api(`/api/vehicles/${id}/sensor_log?order=desc&limit=${SENSOR_POINTS}`);
+  const track = await api(`/api/vehicles/${id}/track?points=${TRACK_POINTS}`);
+  return { readings: page.items.reverse(), buckets: [], points: track.points, since: page.live_since };
+}
+
+/**
+ * A longer range: one point per bucket from now - range. No since= then: the stream starts
+ * live, so a reading stored between the reads and the stream is missed (a bucket's mean can
+ * spare it) rather than counted twice.
+ */
+async function loadBuckets(id, seconds, bucket) {
+  const from = new Date(Date.now() - seconds * 1000).toISOString();
+  // `from` widens to its bucket's start: the range holds at most one bucket more.
+  const query = `bucket=${bucket.text}&from=${encodeURIComponent(from)}`;
+  const [page, track] = await Promise.all([
+    api(`/api/vehicles/${id}/sensor_log?${query}&limit=${MAX_BUCKETS + 1}`),
+    api(`/api/vehicles/${id}/track?${query}&points=${MAX_BUCKETS + 1}`),
+  ]);
+  return { readings: [], buckets: page.items, points: track.points, since: undefined };
+}
+
+/**
+ * Loads the selected vehicle's track and sensor chart over the chosen range, then opens its
+ * stream (closing the one before): on selection, and on each change of range.
+ */
+async function loadView(id) {
+  const load = ++state.loads;
+  if (state.vehicleStream) state.vehicleStream.close();
+  state.vehicleStream = null;
+  const seconds = RANGES[state.range];
+  state.view = { range: state.range, bucket: seconds ? bucketFor(seconds) : null, status: "loading" };
+  state.track = [];
+  state.sensors = new Map();
+  state.dirty.track = state.dirty.sensors = state.dirty.commands = true;
+  renderRange();
+
+  let answer = null;
+  try {
+    answer = seconds ? await loadBuckets(id, seconds, state.view.bucket) : await loadLatest(id);
+  } catch (err) {
+    console.warn("dashboard: loading history failed", err);
+  }
+  if (load !== state.loads) return; // another vehicle or range was chosen meanwhile
+  if (answer) {
+    for (const item of answer.readings) addSensorReading(item);
+    for (const item of answer.buckets) addSensorBucket(item);
+    state.track = answer.points.map((p) => ({ t: Date.parse(p.time), lat: p.latitude, lon: p.longitude }));
+  }
+  state.view.status = answer ? "ready" : "error";
+  state.dirty.track = state.dirty.sensors = true;
+  openVehicleStream(id, answer?.since);
+}
+
+function setRange(range) {
+  if (!(range in RANGES) || range === state.range) return;
+  state.range = range;
+  if (state.selected != null) loadView(state.selected);
+  else renderRange();
+}
+
+function renderRange() {
+  for (const button of $("range").querySelectorAll("[data-range]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.range === state.range));
+  }
+  const seconds = RANGES[state.range];
+  $("range-note").textContent = seconds ? `mean per ${bucketFor(seconds).text} (band: min–max)` : "latest points";
+}
+
+/** What a canvas shows, for tests and the curious: range, bucket, status, points drawn. */
+function markView(canvas, points) {
+  const { range, bucket, status } = state.view;
+  Object.assign(canvas.dataset, { range, bucket: bucket ? bucket.text : "raw", state: status, points: String(points) });
+}
+
 // ---------------------------------------------------------------- canvases
 
 function fitCanvas(canvas) {
@@ -309,15 +455,25 @@ function css(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
+/** What an empty track or chart says instead. */
+function emptyText(what) {
+  if (state.selected == null) return "Select a vehicle";
+  if (state.view.status === "loading") return "Loading…";
+  const seconds = RANGES[state.view.range];
+  return seconds ? `No ${what} in the last ${state.view.range.replace(/\d+/, "$& ")}` : `No ${what} yet`;
+}
+
 function drawTrack() {
-  const { ctx, width, height } = fitCanvas($("track"));
+  const canvas = $("track");
+  const { ctx, width, height } = fitCanvas(canvas);
   ctx.fillStyle = "#0a1a27";
   ctx.fillRect(0, 0, width, height);
   const pts = state.track;
+  markView(canvas, pts.length);
   ctx.font = "12px system-ui, sans-serif";
   if (pts.length === 0) {
     ctx.fillStyle = css("--muted");
-    ctx.fillText(state.selected == null ? "Select a vehicle" : "No position yet", 12, 22);
+    ctx.fillText(emptyText("position"), 12, 22);
     return;
   }
   let [minLat, maxLat, minLon, maxLon] = [Infinity, -Infinity, Infinity, -Infinity];
@@ -378,22 +534,41 @@ function drawTrack() {
   ctx.fillStyle = css("--text");
   ctx.fillText(metres >= 1000 ? `${metres / 1000} km` : `${metres} m`, pad, height - 18);
   ctx.fillStyle = css("--muted");
-  ctx.fillText(`${last.lat.toFixed(5)}, ${last.lon.toFixed(5)} · ${pts.length} pts`, 12, 18);
+  const per = state.view.bucket ? ` (1 per ${state.view.bucket.text})` : "";
+  ctx.fillText(`${last.lat.toFixed(5)}, ${last.lon.toFixed(5)} · ${pts.length} pts${per}`, 12, 18);
 }
 
 const SERIES_COLORS = ["#3fb6ff", "#38d39f", "#f6c343", "#ff8f6b", "#c38bff", "#7fe0e0"];
 
+/** Splits a series where points are more than `gapMs` apart, so that no line crosses a gap. */
+function segments(series, gapMs) {
+  const out = [];
+  for (const p of series) {
+    const seg = out[out.length - 1];
+    if (seg && p.t - seg[seg.length - 1].t <= gapMs) seg.push(p);
+    else out.push([p]);
+  }
+  return out;
+}
+
 function drawSensors() {
-  const { ctx, width, height } = fitCanvas($("sensors"));
+  const canvas = $("sensors");
+  const { ctx, width, height } = fitCanvas(canvas);
   ctx.fillStyle = "#0a1a27";
   ctx.fillRect(0, 0, width, height);
   ctx.font = "12px system-ui, sans-serif";
+  // Points along the time axis: the longest series'.
+  markView(canvas, Math.max(0, ...[...state.sensors.values()].map((s) => s.length)));
   const keys = [...state.sensors.keys()].sort().slice(0, 6);
   if (keys.length === 0) {
     ctx.fillStyle = css("--muted");
-    ctx.fillText(state.selected == null ? "Select a vehicle" : "No sensor readings yet", 12, 22);
+    ctx.fillText(emptyText("sensor readings"), 12, 22);
     return;
   }
+  // Bucketed: the time axis spans the whole range, and an outage breaks the line: no point for
+  // longer than 3 buckets and a 50th of the range (a sensor slower than the buckets is no outage).
+  const seconds = RANGES[state.view.range];
+  const gapMs = state.view.bucket ? Math.max(3 * state.view.bucket.seconds, seconds / 50) * 1000 : Infinity;
   const cols = keys.length > 3 ? 2 : 1;
   const rows = Math.ceil(keys.length / cols);
   const cw = width / cols;
@@ -405,20 +580,34 @@ function drawSensors() {
     const color = SERIES_COLORS[i % SERIES_COLORS.length];
     let lo = Infinity;
     let hi = -Infinity;
-    for (const p of series) { lo = Math.min(lo, p.v); hi = Math.max(hi, p.v); }
+    for (const p of series) { lo = Math.min(lo, p.lo ?? p.v); hi = Math.max(hi, p.hi ?? p.v); }
     // A flat series is drawn mid-height.
     const [min, max] = hi - lo < 1e-9 ? [lo - 1, hi + 1] : [lo, hi];
-    const t0 = series[0].t;
-    const t1 = Math.max(series[series.length - 1].t, t0 + 1);
+    const t0 = seconds ? Date.now() - seconds * 1000 : series[0].t;
+    const t1 = Math.max(seconds ? Date.now() : series[series.length - 1].t, t0 + 1);
     const px = (t) => x0 + 8 + ((t - t0) / (t1 - t0)) * (cw - 16);
     const py = (v) => y0 + ch - 8 - ((v - min) / (max - min)) * (ch - 48);
     ctx.strokeStyle = "#15293a";
     ctx.strokeRect(x0 + 0.5, y0 + 0.5, cw - 1, ch - 1);
     ctx.strokeStyle = color;
+    ctx.fillStyle = color;
     ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    series.forEach((p, j) => (j === 0 ? ctx.moveTo(px(p.t), py(p.v)) : ctx.lineTo(px(p.t), py(p.v))));
-    ctx.stroke();
+    for (const seg of segments(series, gapMs)) {
+      if (seg[0].lo != null) {
+        // Buckets: the min–max band behind the mean.
+        ctx.globalAlpha = 0.25;
+        ctx.beginPath();
+        seg.forEach((p) => ctx.lineTo(px(p.t), py(p.hi)));
+        for (let j = seg.length - 1; j >= 0; j--) ctx.lineTo(px(seg[j].t), py(seg[j].lo));
+        ctx.closePath();
+        ctx.fill();
+        ctx.globalAlpha = 1;
+      }
+      if (seg.length === 1) ctx.fillRect(px(seg[0].t) - 1.5, py(seg[0].v) - 1.5, 3, 3);
+      ctx.beginPath();
+      seg.forEach((p, j) => (j === 0 ? ctx.moveTo(px(p.t), py(p.v)) : ctx.lineTo(px(p.t), py(p.v))));
+      ctx.stroke();
+    }
     const latest = series[series.length - 1].v;
     ctx.fillStyle = color;
     ctx.fillText(`sensor ${key}`, x0 + 8, y0 + 16);
@@ -650,6 +839,11 @@ function everySecond() {
 
 async function main() {
   $("console-selected").addEventListener("change", renderConsoleFilter);
+  $("range").addEventListener("click", (e) => {
+    const button = e.target.closest("[data-range]");
+    if (button) setRange(button.dataset.range);
+  });
+  renderRange();
   window.addEventListener("resize", () => { state.dirty.track = state.dirty.sensors = true; });
   await loadMe();
   try {

@@ -8,9 +8,11 @@
 # - docs.test.mjs: /api/openapi.json and /api/asyncapi.json through the reference validators;
 # - dashboard.test.mjs: the dashboard in headless Chromium with the simulator, and a restart;
 # - commands.test.mjs: commands from the dashboard and the JS client to the simulator's boats,
-#   and a read-only credential's disabled buttons.
-# Screenshots land in test-artifacts/ (dashboard.png, docs.png, commands.png). Exits non-zero
-# on failure.
+#   and a read-only credential's disabled buttons;
+# - history.test.mjs: the track and sensor chart's ranges, bucketed history over two hours of
+#   backdated messages published over MQTT.
+# Screenshots land in test-artifacts/ (dashboard.png, docs.png, commands.png, history.png).
+# Exits non-zero on failure.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,4 +40,4 @@ export SEANO_SIM_BIN="${SEANO_SIM_BIN:-$target/debug/jetson-sim}"
 mkdir -p "$root/test-artifacts"
 cd "$here"
 node --test --test-reporter=spec seano-client.test.mjs types.test.mjs docs.test.mjs dashboard.test.mjs \
-  commands.test.mjs
+  commands.test.mjs history.test.mjs
