@@ -39,12 +39,12 @@ pub mod defaults {
     pub const AUTH_JWT_LEEWAY_SECS: u64 = 60;
     pub const AUTH_JWT_VEHICLES_CLAIM: &str = "vehicles";
     pub const AUTH_JWT_COMMANDS_CLAIM: &str = "commands";
-    pub const RETENTION_RAW_LOG: &str = "90d";
-    pub const RETENTION_SENSOR_LOG: &str = "30d";
-    pub const RETENTION_VEHICLE_LOG: &str = "30d";
-    pub const RETENTION_REJECTED: &str = "30d";
-    pub const RETENTION_COMMANDS: &str = "365d";
-    pub const RETENTION_ROLLUP: &str = "730d";
+    pub const RETENTION_RAW_LOG: &str = "30d";
+    pub const RETENTION_SENSOR_LOG: &str = "14d";
+    pub const RETENTION_VEHICLE_LOG: &str = "7d";
+    pub const RETENTION_REJECTED: &str = "7d";
+    pub const RETENTION_COMMANDS: &str = "90d";
+    pub const RETENTION_ROLLUP: &str = "365d";
     pub const PURGE_INTERVAL: &str = "1m";
     pub const PURGE_BATCH: u64 = 2000;
 }

@@ -281,7 +281,10 @@ impl Metrics {
         );
         database_ok.set(true);
         let purged = r.add(IntCounterVec::new(
-            Opts::new("seano_rows_purged_total", "Rows retention purged, by table."),
+            Opts::new(
+                "seano_rows_purged_total",
+                "Rows retention purged, by table.",
+            ),
             &["table"],
         ));
         for table in crate::retention::Table::ALL {

@@ -101,11 +101,7 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .primary_key(),
                     )
-                    .col(
-                        ColumnDef::new(M::PurgedThroughSeq)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(M::PurgedThroughSeq).big_integer().not_null())
                     .col(
                         ColumnDef::new(M::PurgedBefore)
                             .timestamp_with_time_zone()

@@ -430,7 +430,10 @@ pub async fn history(
             "bucket",
         ],
     )?;
-    let bucket = params.take("bucket").map(|raw| parse_bucket(&raw)).transpose()?;
+    let bucket = params
+        .take("bucket")
+        .map(|raw| parse_bucket(&raw))
+        .transpose()?;
     let (from, to) = params.time_range()?;
     let sensor = params
         .take("sensor_id")
@@ -648,7 +651,9 @@ fn parse_bucket(raw: &str) -> Result<(String, i64), ApiError> {
     let bad = |why: String| ApiError::bad_parameter("bucket", why);
     let secs = match raw.parse::<Period>() {
         Ok(Period(Some(d))) => d.as_secs() as i64,
-        Ok(Period(None)) => return Err(bad("must be a duration such as 10s, 1m or 1h, not 0".into())),
+        Ok(Period(None)) => {
+            return Err(bad("must be a duration such as 10s, 1m or 1h, not 0".into()))
+        }
         Err(e) => return Err(bad(e.replace("0 to keep forever", "nothing else"))),
     };
     if secs > MAX_BUCKET_SECS {
@@ -672,7 +677,11 @@ fn bucket_limit(params: &mut Params, name: &'static str) -> Result<usize, ApiErr
     Ok(limit as usize)
 }
 
-async fn bucket_page(state: &AppState, q: &BucketQuery, text: String) -> Result<BucketPage, ApiError> {
+async fn bucket_page(
+    state: &AppState,
+    q: &BucketQuery,
+    text: String,
+) -> Result<BucketPage, ApiError> {
     let answer = rollup::buckets(&state.db, q)
         .await
         .map_err(|e| internal(e, "reading bucketed history"))?;
@@ -733,11 +742,13 @@ async fn bucket_page(state: &AppState, q: &BucketQuery, text: String) -> Result<
 /// Where retention has left `table`'s history beginning, if it has removed anything.
 async fn history_begins(state: &AppState, table: Table) -> Result<Option<String>, ApiError> {
     use sea_orm::EntityTrait;
-    Ok(entity::retention_mark::Entity::find_by_id(table.name().to_owned())
-        .one(&state.db)
-        .await
-        .map_err(|e| internal(e, "reading retention marks"))?
-        .map(|m| format_time(m.purged_before)))
+    Ok(
+        entity::retention_mark::Entity::find_by_id(table.name().to_owned())
+            .one(&state.db)
+            .await
+            .map_err(|e| internal(e, "reading retention marks"))?
+            .map(|m| format_time(m.purged_before)),
+    )
 }
 
 fn not_found(id: i64) -> ApiError {

@@ -385,10 +385,9 @@ pub async fn buckets(db: &DatabaseConnection, q: &BucketQuery) -> Result<Buckets
         next_from: None,
     };
     let from = q.from.map(|t| bucket_start(t, q.bucket_secs));
-    let to = q
-        .to
-        .map(|t| bucket_start(t - chrono::Duration::milliseconds(1), q.bucket_secs))
-        .map(|t| t + chrono::Duration::seconds(q.bucket_secs));
+    let to =
+        q.to.map(|t| bucket_start(t - chrono::Duration::milliseconds(1), q.bucket_secs))
+            .map(|t| t + chrono::Duration::seconds(q.bucket_secs));
     let source = if q.bucket_secs % 60 == 0 {
         use rollup::Column as C;
         let mut s = rollup::Entity::find()
@@ -486,7 +485,11 @@ mod tests {
     #[test]
     fn merged_parts_give_the_figures_of_the_whole() {
         let msgs = [
-            msg(1, 1000, r#"{"speed": 2.0, "mode": "AUTO", "imu": {"roll": 1}}"#),
+            msg(
+                1,
+                1000,
+                r#"{"speed": 2.0, "mode": "AUTO", "imu": {"roll": 1}}"#,
+            ),
             msg(2, 3000, r#"{"speed": 6.0, "imu": {"roll": -1}}"#),
             msg(3, 2000, r#"{"speed": 1.0, "battery_voltage": 12.5}"#),
             msg(4, 3000, r#"{"speed": 4.0}"#),

@@ -396,7 +396,8 @@ pub(crate) fn is_out_of_space(e: &DbErr) -> bool {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 10 | 13))
+                code.parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 10 | 13))
             } else {
                 code.starts_with("53")
             }

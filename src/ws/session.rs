@@ -200,9 +200,14 @@ async fn open_stream(
             .await
             .map_err(unavailable)?;
         if since < purged && since <= last {
-            out.send(protocol::purged(since, last, ctx.config.replay_window, purged))
-                .await
-                .map_err(|_| None)?;
+            out.send(protocol::purged(
+                since,
+                last,
+                ctx.config.replay_window,
+                purged,
+            ))
+            .await
+            .map_err(|_| None)?;
             return register.await.ok_or_else(shutting_down);
         }
         if since <= last && last - since <= ctx.config.replay_window {

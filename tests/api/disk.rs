@@ -124,10 +124,16 @@ async fn a_full_disk_holds_ingest_back_and_it_resumes_by_itself_when_space_retur
     for n in stored..=N as i64 {
         assert_eq!(ws.next_data().await["data"]["n"], n, "broadcast in order");
     }
-    wait_for("/ready again", || async { app.get("/ready").await.0 == 200 }).await;
+    wait_for("/ready again", || async {
+        app.get("/ready").await.0 == 200
+    })
+    .await;
     let (_, stats) = app.get("/api/ws/stats").await;
     assert_eq!(stats["database"]["full"], false);
-    assert_eq!(stats["messages"]["rejected_total"], 0, "nothing blamed on the messages");
+    assert_eq!(
+        stats["messages"]["rejected_total"], 0,
+        "nothing blamed on the messages"
+    );
     app.stop().await;
     drop(fs);
 }

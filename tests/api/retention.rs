@@ -67,7 +67,10 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     let purge_began = tokio::time::Instant::now();
     loop {
         publisher
-            .publish(&topic, format!(r#"{{"mode":"HOLD","n":{published}}}"#).into_bytes())
+            .publish(
+                &topic,
+                format!(r#"{{"mode":"HOLD","n":{published}}}"#).into_bytes(),
+            )
             .await;
         published += 1;
         // Every message reaches the live client, in seq order, with no gap in its own numbering.
@@ -92,7 +95,10 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     // Fresh messages are kept: these were committed just now, well inside 4 s.
     for n in 0..20 {
         publisher
-            .publish(&topic, format!(r#"{{"mode":"RTL","fresh":{n}}}"#).into_bytes())
+            .publish(
+                &topic,
+                format!(r#"{{"mode":"RTL","fresh":{n}}}"#).into_bytes(),
+            )
             .await;
     }
     wait_for("the fresh messages to be stored", || async {
@@ -109,7 +115,11 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     // Accounting: every vehicle_log published is either stored or counted as purged.
     let purged = purged_metric(&app, "vehicle_logs").await;
     let stored = app.count("vehicle_logs").await as u64;
-    assert_eq!(stored + purged, published as u64, "stored {stored} + purged {purged}");
+    assert_eq!(
+        stored + purged,
+        published as u64,
+        "stored {stored} + purged {purged}"
+    );
     assert!(purged >= OLD as u64);
     // The oldest rows went first, and the type kept forever kept everything.
     let (_, page) = app.get("/api/vehicles/1/vehicle_log?limit=1").await;
@@ -118,7 +128,9 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     assert_eq!(purged_metric(&app, "raw_logs").await, 0);
 
     // REST says where history now begins; raw_log history is whole.
-    let begins = page["history_begins_at"].as_str().expect("history_begins_at");
+    let begins = page["history_begins_at"]
+        .as_str()
+        .expect("history_begins_at");
     assert!(begins.ends_with('Z'), "{begins}");
     let (_, raw) = app.get("/api/vehicles/1/raw_log?limit=1").await;
     assert_eq!(raw["history_begins_at"], Value::Null);
@@ -127,14 +139,20 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
 
     // A resume from before what is kept gets resync, then live data; raw_log alone replays.
     let mut ws = app
-        .connect_ws(&format!("/api/ws?since={}&types=vehicle_log", last_old_seq - 10))
+        .connect_ws(&format!(
+            "/api/ws?since={}&types=vehicle_log",
+            last_old_seq - 10
+        ))
         .await;
     ws.next_json().await;
     let resync = ws.next_json().await;
     assert_eq!(resync["type"], "resync", "{resync}");
     assert!(resync["purged_through_seq"].as_i64().unwrap() >= last_old_seq - 1);
     let mut raw_ws = app
-        .connect_ws(&format!("/api/ws?since={}&types=raw_log", last_old_seq - 10))
+        .connect_ws(&format!(
+            "/api/ws?since={}&types=raw_log",
+            last_old_seq - 10
+        ))
         .await;
     raw_ws.next_json().await;
     let replayed = raw_ws.next_json().await;
@@ -147,12 +165,14 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     app.stop().await;
 }
 
+/// Min, max, sum, n, and the (timestamp, seq, value) of the last.
+type FieldExpected = (f64, f64, f64, i64, (String, i64, f64));
+
 /// What a bucket holds, computed here from raw history items.
 #[derive(Debug, Default)]
 struct Expected {
     count: i64,
-    /// Per field: min, max, sum, n, and the (timestamp, seq, value) of the last.
-    fields: BTreeMap<String, (f64, f64, f64, i64, (String, i64, f64))>,
+    fields: BTreeMap<String, FieldExpected>,
 }
 
 /// Every item of a vehicle's history of `kind` over REST, oldest first.
@@ -259,7 +279,11 @@ fn check_buckets(answer: &Value, items: &[Value], bucket_secs: i64, what: &str) 
             .or_else(|| item.get("sensor_id").map(|v| v.to_string()))
             .unwrap_or_default();
         assert_eq!(&got_sensor, sensor, "{what}");
-        assert_eq!(item["count"].as_i64().unwrap(), e.count, "{what} count at {start}");
+        assert_eq!(
+            item["count"].as_i64().unwrap(),
+            e.count,
+            "{what} count at {start}"
+        );
         let fields = item["fields"].as_object().unwrap();
         assert_eq!(
             fields.keys().collect::<Vec<_>>(),
@@ -320,9 +344,7 @@ async fn bucketed_history_gives_what_the_raw_rows_give() {
                 ("90s", 90, "raw"),
             ] {
                 let (status, answer) = app
-                    .get(&format!(
-                        "/api/vehicles/{vehicle}/{kind}?bucket={bucket}"
-                    ))
+                    .get(&format!("/api/vehicles/{vehicle}/{kind}?bucket={bucket}"))
                     .await;
                 assert_eq!(status, 200, "{answer}");
                 assert_eq!(answer["source"], source, "{bucket}");
@@ -376,7 +398,8 @@ async fn bucketed_history_gives_what_the_raw_rows_give() {
 #[actix_web::test]
 async fn bad_bucket_parameters_are_refused_by_name() {
     let mut app = spawn_app().await;
-    app.publish("1/vehicle_log", br#"{"speed":1}"#.to_vec()).await;
+    app.publish("1/vehicle_log", br#"{"speed":1}"#.to_vec())
+        .await;
     app.wait_rows("vehicle_logs", 1).await;
     for (query, parameter) in [
         ("bucket=0", "bucket"),
