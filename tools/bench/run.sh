@@ -4,7 +4,8 @@
 # release binaries, starts a fresh gateway for every scenario (a new SQLite file or a fresh
 # PostgreSQL database, a topic prefix and MQTT client id of its own) and stops it afterwards.
 #
-#   tools/bench/run.sh            the full scenarios (about 10 minutes)
+#   tools/bench/run.sh            the full scenarios (about 25 minutes: the purge and history
+#                                 scenarios take about 15, most of it seeding)
 #   tools/bench/run.sh --quick    every scenario at a tiny scale, a few seconds each (CI smoke)
 #
 # Environment:
@@ -15,7 +16,18 @@
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
 #                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, idle, slow,
 #                   cluster-ingest-one, cluster-ingest-two, cluster-one, cluster-two, baseline,
-#                   commands-100)
+#                   commands-100, commands-100-tuned, purge-sqlite, purge-pg, history)
+#   BENCH_PURGE_ROWS      old rows seeded for the purge scenarios (default 2,000,000 on SQLite,
+#                         20,000,000 on PostgreSQL)
+#   BENCH_PURGE_RATE      their ingest rate, msg/s (default 10,000 on SQLite, 20,000 on PostgreSQL)
+#   BENCH_PURGE_DURATION  seconds of ingest in each of their runs (default 30)
+#
+# purge-sqlite and purge-pg measure what retention's purge costs ingest: the database is seeded
+# with old vehicle_logs (received 2 to 3 days ago) by one SQL statement (sqlite3, psql), then
+# the same ingest load runs twice on identical copies of it, with RETENTION_VEHICLE_LOG=0 and
+# with 1d (every seeded row due), both with PURGE_INTERVAL=1s; a table of their own compares
+# the two. history seeds a day of one boat at 10 Hz (864,000 vehicle_logs) over MQTT and times
+# raw and bucketed history requests over it (`bench --mode history`), in a table of its own.
 #
 # The commands scenario also starts jetson-sim: its boats register with their telemetry and
 # answer the commands the bench sends and times (`BENCH_ONLY='^commands' tools/bench/run.sh`).
@@ -30,7 +42,7 @@ QUICK=0
 case "${1:-}" in
   --quick) QUICK=1 ;;
   "") ;;
-  -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
@@ -197,6 +209,177 @@ fresh_pg() {
     psql "$base/postgres" -qAtc "CREATE DATABASE \"$name\"" >/dev/null 2>&1
 }
 
+# pg_db SUFFIX: $PG_URL's database name with SUFFIX appended (its own query string kept), as
+# a name (PG_NAME) and a URL (PG_DB_URL).
+pg_db() {
+  local last=${PG_URL##*/} query=""
+  [[ "$last" == *\?* ]] && query="?${last#*\?}"
+  PG_NAME="${last%%\?*}$1"
+  PG_DB_URL="${PG_URL%/*}/$PG_NAME$query"
+}
+
+# pg_admin SQL: runs SQL on the server's `postgres` database.
+pg_admin() { psql "${PG_URL%/*}/postgres" -X -qAtc "$1"; }
+
+# pg_copy TEMPLATE: $PG_URL's database made again as a copy of the database TEMPLATE (file by
+# file on PostgreSQL 15 and later, much faster than through the WAL for a large table).
+pg_copy() {
+  local strategy="" version
+  pg_db ""
+  version=$(pg_admin 'SHOW server_version_num' 2>/dev/null) || return 1
+  (( ${version:-0} >= 150000 )) && strategy=" STRATEGY = FILE_COPY"
+  pg_admin "DROP DATABASE IF EXISTS \"$PG_NAME\"" >/dev/null 2>&1 &&
+    pg_admin "CREATE DATABASE \"$PG_NAME\" TEMPLATE \"$1\"$strategy" >/dev/null
+}
+
+# seed_sqlite FILE ROWS: ROWS vehicle_logs of vehicle 1, received (and timestamped) evenly from
+# 3 days to 2 days ago, in one INSERT ... SELECT of a recursive CTE, into a SQLite database the
+# gateway has created (and is not running on). Their seqs follow seq_cursor's value, which
+# moves past them; times are written as the gateway writes them (RFC 3339, +00:00), which
+# SQLite compares as text.
+seed_sqlite() {
+  local file=$1 rows=$2 from
+  from=$(( $(date +%s) - 3 * 86400 ))
+  sqlite3 -bail "$file" >/dev/null <<SQL
+PRAGMA synchronous = OFF;
+BEGIN IMMEDIATE;
+INSERT OR IGNORE INTO vehicles (id, first_seen_at, last_seen_at)
+  VALUES (1, strftime('%Y-%m-%dT%H:%M:%f', $from, 'unixepoch') || '+00:00',
+             strftime('%Y-%m-%dT%H:%M:%f', $from + 86400, 'unixepoch') || '+00:00');
+WITH RECURSIVE n(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM n WHERE k + 1 < $rows),
+  cursor(base) AS (SELECT value FROM seq_cursor WHERE id = 1),
+  t(k, at) AS (SELECT k, strftime('%Y-%m-%dT%H:%M:%f', $from + k * (86400.0 / $rows), 'unixepoch')
+                         || '+00:00' FROM n)
+INSERT INTO vehicle_logs (seq, vehicle_id, battery_voltage, latitude, longitude, heading, speed,
+                          mode, armed, extra, timestamp, received_at, dedup_key)
+  SELECT base + 1 + k, 1, 16.8 - (k % 1000) * 0.001, -6.2088 + (k % 10000) * 1e-6, 106.8456,
+         (k * 3) % 360, 2.0 + (k % 50) * 0.1, 'AUTO', 1, '{}', at, at, k + 1
+  FROM t, cursor;
+UPDATE seq_cursor SET value = value + $rows WHERE id = 1;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+}
+
+# seed_pg URL ROWS: the same rows into a PostgreSQL database, one INSERT ... SELECT of
+# generate_series in one transaction (the foreign key to vehicles is not checked row by row
+# when the role may set session_replication_role), then VACUUM ANALYZE, so neither run pays
+# for setting the new rows' hint bits.
+seed_pg() {
+  local url=$1 rows=$2
+  psql "$url" -X -q -v ON_ERROR_STOP=1 -v rows="$rows" -1 -f - <<'SQL'
+DO $$ BEGIN
+  SET LOCAL session_replication_role = replica;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'not allowed to skip the foreign key trigger: seeding checks it row by row';
+END $$;
+INSERT INTO vehicles (id, first_seen_at, last_seen_at)
+  VALUES (1, now() - interval '3 days', now() - interval '2 days') ON CONFLICT (id) DO NOTHING;
+INSERT INTO vehicle_logs (seq, vehicle_id, battery_voltage, latitude, longitude, heading, speed,
+                          mode, armed, extra, "timestamp", received_at, dedup_key)
+  SELECT c.value + k, 1, 16.8 - (k % 1000) * 0.001, -6.2088 + (k % 10000) * 1e-6, 106.8456,
+         (k * 3) % 360, 2.0 + (k % 50) * 0.1, 'AUTO', true, '{}'::jsonb, t.at, t.at, k
+  FROM (SELECT value FROM seq_cursor WHERE id = 1) c,
+       generate_series(1, :rows) k,
+       LATERAL (SELECT now() - interval '3 days' + (k - 1) * (interval '1 day' / :rows) AS at) t;
+UPDATE seq_cursor SET value = value + :rows WHERE id = 1;
+SQL
+  psql "$url" -X -q -v ON_ERROR_STOP=1 -c 'VACUUM ANALYZE vehicle_logs'
+}
+
+# purge_scenario KEY NAME DB(sqlite|pg) ROWS RATE DURATION: what retention's purge costs ingest.
+# The gateway starts once on a new database to create its tables and stops; ROWS old
+# vehicle_logs are seeded into it (seed_sqlite, seed_pg). Then two runs, each on a fresh copy of
+# that database with a fresh private Mosquitto and gateway, publish the same ingest load (RATE
+# msg/s from INGEST_PUBS vehicles at QoS 1 for DURATION s): retention off
+# (RETENTION_VEHICLE_LOG=0), then on (1d: every seeded row is due at once), both with
+# PURGE_INTERVAL=1s. The bench records the rows purged, when, and the commit times.
+purge_scenario() {
+  local key=$1 name=$2 db=$3 rows=$4 rate=$5 dur=$6
+  [[ "$key" =~ $ONLY ]] || return 0
+  case "$db" in
+    sqlite) command -v sqlite3 >/dev/null ||
+      { log "skipped $key: no sqlite3 to seed the database with (apt-get install sqlite3)"; return 0; } ;;
+    pg) command -v psql >/dev/null || { log "skipped $key: no psql"; return 0; } ;;
+  esac
+  SCEN=$((SCEN + 1))
+  local seed_url seed_name="" started
+  log "scenario $SCEN: $name: seeding $rows vehicle_logs received 2 to 3 days ago"
+  start_private_broker
+  case "$db" in
+    sqlite)
+      seed_url="$OUT/scenario-$SCEN-seed.db"
+      GW_TAG=-seed start_gateway "sqlite://$seed_url?mode=rwc" "$PRIVATE_URL" "bench${RUN}s${SCEN}seed" ;;
+    pg)
+      pg_db _seed
+      seed_name=$PG_NAME seed_url=$PG_DB_URL
+      if ! { pg_admin "DROP DATABASE IF EXISTS \"$seed_name\"" && pg_admin "CREATE DATABASE \"$seed_name\""; } >/dev/null 2>&1; then
+        log "skipped: cannot create the PostgreSQL database $seed_name beside $PG_URL"
+        stop_private_broker
+        return 0
+      fi
+      GW_TAG=-seed start_gateway "$seed_url" "$PRIVATE_URL" "bench${RUN}s${SCEN}seed" ;;
+  esac
+  stop_gateway
+  stop_private_broker
+  started=$SECONDS
+  local seeded=1
+  case "$db" in
+    sqlite) seed_sqlite "$seed_url" "$rows" || seeded=0 ;;
+    pg) seed_pg "$seed_url" "$rows" || seeded=0 ;;
+  esac
+  if (( ! seeded )); then
+    log "scenario $SCEN failed: seeding $rows rows did not work"
+    [[ -n "$seed_name" ]] && pg_admin "DROP DATABASE IF EXISTS \"$seed_name\"" >/dev/null 2>&1
+    return 0
+  fi
+  log "seeded $rows rows in $(( SECONDS - started )) s"
+  local run retention flags prefix out dburl
+  for run in off on; do
+    if [[ "$run" == on ]]; then
+      SCEN=$((SCEN + 1)) retention=1d flags=(--purging)
+    else
+      retention=0 flags=()
+    fi
+    case "$db" in
+      sqlite)
+        rm -f "$OUT/scenario-$SCEN.db" "$OUT/scenario-$SCEN.db-wal" "$OUT/scenario-$SCEN.db-shm"
+        cp "$seed_url" "$OUT/scenario-$SCEN.db"
+        dburl="sqlite://$OUT/scenario-$SCEN.db?mode=rwc" ;;
+      pg)
+        if ! pg_copy "$seed_name"; then
+          log "scenario $SCEN failed: cannot copy $seed_name to $PG_URL"
+          continue
+        fi
+        dburl=$PG_URL ;;
+    esac
+    start_private_broker
+    prefix="bench${RUN}s${SCEN}"
+    start_gateway "$dburl" "$PRIVATE_URL" "$prefix" PURGE_INTERVAL=1s RETENTION_VEHICLE_LOG=$retention
+    out="$OUT/$(printf '%02d' "$SCEN")-$key-$run.json"
+    log "scenario $SCEN: $name, retention $run (RETENTION_VEHICLE_LOG=$retention PURGE_INTERVAL=1s)"
+    if ! "$BENCH" --json --name "$name, retention $run" --broker "$PRIVATE_URL" --prefix "$prefix" \
+        --gateway "$GW_HTTP" --gateway-pid "$GW_PID" --clients 0 --publishers "$INGEST_PUBS" --qos 1 \
+        --rate "$rate" --duration "$dur" --drain 5 \
+        --purge-pair "$name" --seeded-rows "$rows" "${flags[@]}" >"$out"; then
+      log "scenario $SCEN failed; gateway log: $OUT/gateway-$SCEN.log"
+      rm -f "$out"
+    fi
+    stop_gateway
+    stop_private_broker
+  done
+  # The seeded database is large (about 200 MB per million rows): only the runs' copies stay,
+  # and on PostgreSQL not even the last one.
+  case "$db" in
+    sqlite) rm -f "$seed_url" "$seed_url-wal" "$seed_url-shm" ;;
+    pg)
+      pg_db ""
+      pg_admin "DROP DATABASE IF EXISTS \"$seed_name\"" >/dev/null 2>&1 || true
+      pg_admin "DROP DATABASE IF EXISTS \"$PG_NAME\"" >/dev/null 2>&1 || true ;;
+  esac
+  return 0
+}
+
 # scenario KEY NAME DB(sqlite|pg|pg-pair|none) BROKER_URL|private BENCH_ARGS...
 # pg-pair: two gateways on PostgreSQL in one MQTT_SHARED_GROUP, the clients split between them.
 # With SIM_BOATS=N (and SIM_ARGS), jetson-sim runs N boats on the scenario's prefix while the
@@ -274,6 +457,16 @@ CMD_DUR=$(( QUICK ? 2 : 25 ))
 VEH_PUBS=$(( QUICK ? 5 : 100 ))
 INGEST_DUR=$(( QUICK ? 2 : 10 ))
 RAMP_DUR=$(( QUICK ? 1 : 5 ))
+PURGE_DUR=${BENCH_PURGE_DURATION:-$(( QUICK ? 3 : 30 ))}
+if (( QUICK )); then
+  PURGE_ROWS_SQLITE=${BENCH_PURGE_ROWS:-20000} PURGE_ROWS_PG=${BENCH_PURGE_ROWS:-20000}
+  PURGE_RATE_SQLITE=${BENCH_PURGE_RATE:-$INGEST_RATE} PURGE_RATE_PG=${BENCH_PURGE_RATE:-$INGEST_RATE}
+  HISTORY_ROWS=12000 HISTORY_REPEATS=5
+else
+  PURGE_ROWS_SQLITE=${BENCH_PURGE_ROWS:-2000000} PURGE_ROWS_PG=${BENCH_PURGE_ROWS:-20000000}
+  PURGE_RATE_SQLITE=${BENCH_PURGE_RATE:-10000} PURGE_RATE_PG=${BENCH_PURGE_RATE:-20000}
+  HISTORY_ROWS=864000 HISTORY_REPEATS=20
+fi
 
 scenario ingest-sqlite "ingest: ${INGEST_PUBS} vehicles QoS 1, SQLite (tuned Mosquitto)" sqlite private \
   --clients 0 --publishers "$INGEST_PUBS" --qos 1 --rate "$INGEST_RATE" --duration "$INGEST_DUR" --drain 5
@@ -315,6 +508,15 @@ scenario commands-100-tuned "commands: ${CMD_BOATS} simulated boats, ${CMD_BOATS
   --command-rate "$CMD_BOATS" --duration "$CMD_DUR"
 scenario baseline "MQTT baseline: ${CLIENTS} MQTT subscribers, ${RATE} msg/s (no gateway)" none "$MQTT_URL" \
   --mqtt-subscribers "$CLIENTS" --publishers "$PUBS" --rate "$RATE" --duration "$DUR"
+purge_scenario purge-sqlite "purge under load: SQLite, $PURGE_ROWS_SQLITE old rows, $PURGE_RATE_SQLITE msg/s" \
+  sqlite "$PURGE_ROWS_SQLITE" "$PURGE_RATE_SQLITE" "$PURGE_DUR"
+purge_scenario purge-pg "purge under load: PostgreSQL, $PURGE_ROWS_PG old rows, $PURGE_RATE_PG msg/s" \
+  pg "$PURGE_ROWS_PG" "$PURGE_RATE_PG" "$PURGE_DUR"
+# One boat's day (10 Hz, timestamps 100 ms apart, ending at the current minute) published at full
+# speed, QoS 1, through the tuned Mosquitto, whose queue (1,000,000) holds what the gateway has
+# not stored yet; then each history request 20 times.
+scenario history "history: a day of one boat at 10 Hz (${HISTORY_ROWS} vehicle_logs), SQLite (tuned Mosquitto)" sqlite private \
+  --mode history --history-rows "$HISTORY_ROWS" --history-rate-hz 10 --history-repeats "$HISTORY_REPEATS"
 
 cleanup
 shopt -s nullglob

@@ -1,5 +1,5 @@
 //! The command line: one flat set of flags; `--idle`, `--ramp`, `--mqtt-subscribers`,
-//! `--clients 0` (ingest) and `--mode commands` pick the scenario.
+//! `--clients 0` (ingest), `--mode commands` and `--mode history` pick the scenario.
 
 use std::path::PathBuf;
 
@@ -12,8 +12,9 @@ use clap::{Parser, ValueEnum};
 ///
 /// Scenarios: fan-out (`--clients M`, the default), ingest (`--clients 0`: stored msg/s from
 /// `GET /api/ws/stats`), broker baseline (`--mqtt-subscribers M`), rate ramp (`--ramp`), idle
-/// connections (`--idle`) and command round trips (`--mode commands`, against boats that
-/// answer, e.g. `jetson-sim`).
+/// connections (`--idle`), command round trips (`--mode commands`, against boats that
+/// answer, e.g. `jetson-sim`) and history queries (`--mode history`: seeds one boat's day of
+/// telemetry over MQTT, then times raw and bucketed history requests).
 #[derive(Clone, Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Args {
@@ -79,9 +80,49 @@ pub struct Args {
     /// `all`: every client on /api/ws; `vehicle`: clients spread round-robin over
     /// /api/ws/vehicle/{id} of the publishers' vehicles, each checked to receive only its vehicle;
     /// `commands`: no publishers, the clients send commands to --vehicles running boats and time
-    /// each one to its final command_status.
+    /// each one to its final command_status; `history`: one publisher (vehicle --start-id)
+    /// sends --history-rows vehicle_logs as fast as it can at QoS 1 (whatever --rate and --qos
+    /// say), their timestamps stepping 1/--history-rate-hz s and ending at the current minute;
+    /// once all are stored, each history request is timed --history-repeats times.
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
+
+    /// History mode: vehicle_logs seeded (864,000: a day at 10 Hz). Publishing is at full speed,
+    /// so they queue in the broker while the gateway stores them: keep this below the broker's
+    /// queue for one subscriber (tools/bench/mosquitto.conf: 1,000,000 messages).
+    #[arg(long, default_value_t = 864_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub history_rows: u64,
+
+    /// History mode: messages per second of the seeded boat, i.e. the timestamp step
+    /// (10: 100 ms). The seeded span is --history-rows / this.
+    #[arg(long, default_value_t = 10.0)]
+    pub history_rate_hz: f64,
+
+    /// History mode: timed runs of each request (p50 and p99 over them; the first is also
+    /// reported on its own).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub history_repeats: u32,
+
+    /// History mode: seconds one request may take before it counts as failed.
+    #[arg(long, default_value_t = 120.0)]
+    pub history_timeout: f64,
+
+    /// Ingest: this run is one of a pair measuring retention's purge under load (the label
+    /// names the pair in the "purge under load" table); the bench records the vehicle_log rows
+    /// the gateway purged (`.messages.purged.vehicle_logs` of GET /api/ws/stats), when it
+    /// purged them, and the commit times of /metrics (`seano_commit_seconds`).
+    #[arg(long, value_name = "LABEL")]
+    pub purge_pair: Option<String>,
+
+    /// With --purge-pair: the gateway of this run purges (retention on); without it, the run is
+    /// the pair's baseline (retention off).
+    #[arg(long)]
+    pub purging: bool,
+
+    /// With --purge-pair: old vehicle_log rows seeded into the database before the gateway
+    /// started (for the table; the bench seeds nothing itself).
+    #[arg(long, default_value_t = 0)]
+    pub seeded_rows: u64,
 
     /// Commands mode: the boats commanded, START_ID..START_ID+N-1, round-robin. They must have
     /// sent telemetry (the bench waits up to --ready-timeout for them in GET /api/vehicles) and
@@ -199,6 +240,8 @@ pub enum Mode {
     Vehicle,
     /// Clients send commands and time their round trips.
     Commands,
+    /// Seed one boat's history over MQTT, then time history requests.
+    History,
 }
 
 impl Args {
@@ -273,6 +316,41 @@ impl Args {
             }
             anyhow::ensure!(!self.commands.is_empty(), "--commands is empty");
         }
+        if self.mode == Mode::History {
+            anyhow::ensure!(
+                self.history_rate_hz > 0.0
+                    && self.history_rate_hz <= 1000.0
+                    && self.history_rate_hz.is_finite(),
+                "--history-rate-hz must be in (0, 1000]"
+            );
+            anyhow::ensure!(
+                self.history_timeout > 0.0 && self.history_timeout.is_finite(),
+                "--history-timeout must be > 0"
+            );
+            anyhow::ensure!(
+                !(self.idle
+                    || self.ramp
+                    || self.mqtt_subscribers > 0
+                    || self.slow_ratio > 0.0
+                    || !self.also_gateway.is_empty()),
+                "--mode history goes with none of --idle, --ramp, --mqtt-subscribers, --slow-ratio, --also-gateway"
+            );
+        }
+        if self.purge_pair.is_some() {
+            anyhow::ensure!(
+                self.clients == 0
+                    && self.mqtt_subscribers == 0
+                    && !self.idle
+                    && !self.ramp
+                    && matches!(self.mode, Mode::All | Mode::Vehicle),
+                "--purge-pair applies to the ingest scenario (--clients 0)"
+            );
+        } else {
+            anyhow::ensure!(
+                !self.purging && self.seeded_rows == 0,
+                "--purging and --seeded-rows go with --purge-pair"
+            );
+        }
         Ok(())
     }
 
@@ -287,6 +365,11 @@ impl Args {
                 "commands {} boats, {} cmd/s",
                 self.vehicles, self.command_rate
             )
+        } else if self.mode == Mode::History {
+            format!(
+                "history: {} vehicle_logs of one boat at {} Hz",
+                self.history_rows, self.history_rate_hz
+            )
         } else if self.idle {
             format!("idle {} clients", self.clients)
         } else if self.mqtt_subscribers > 0 {
@@ -298,7 +381,7 @@ impl Args {
             format!("ingest {} pubs qos{qos}", self.publishers)
         } else {
             let mode = match self.mode {
-                Mode::All | Mode::Commands => "/api/ws",
+                Mode::All | Mode::Commands | Mode::History => "/api/ws",
                 Mode::Vehicle => "vehicle streams",
             };
             let slow = if self.slow_ratio > 0.0 {

@@ -6,12 +6,14 @@
 //!
 //! # Layout
 //! - `cli`: the flags.
-//! - `scenario`: the runs (fan-out and its ramp, MQTT baseline, ingest, idle, commands), drain,
-//!   accounting.
+//! - `scenario`: the runs (fan-out and its ramp, MQTT baseline, ingest with the purge's
+//!   progress, idle, commands), drain, accounting.
 //! - `publish`: paced MQTT publishers and the confirmation of each message.
 //! - `clients`: WebSocket clients and MQTT subscribers, one task each.
 //! - `commands`: the commands mode's clients, which send commands and time each one to its
 //!   answer and its final state, and their accounting.
+//! - `history`: the history mode, which seeds one boat's day over MQTT and times the history
+//!   requests over it.
 //! - `track`: per-client received sets, loss, duplicates, latency percentiles.
 //! - `payload`: the payload written and the cheap parse of frames read.
 //! - `probe`: /proc sampling, the listening process of a port, the open-file limit, HTTP GET.
@@ -22,6 +24,7 @@
 mod cli;
 mod clients;
 mod commands;
+mod history;
 mod payload;
 mod probe;
 mod publish;

@@ -5,6 +5,9 @@
 //! Each payload is a [`VehicleState`] whose extra fields carry the mark (`bench_run`,
 //! `bench_pub`, `bench_seq`, `bench_sent_us`); a frame is read as a [`DataFrame`], its `data`
 //! borrowed and only the mark's fields decoded.
+//!
+//! The history mode's payloads ([`history_log`]) carry no mark: they are one boat's state at a
+//! given time, written as the payload's `timestamp`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -89,6 +92,66 @@ pub fn vehicle_log(mark: Mark, pad_to: usize) -> String {
     let pad = "x".repeat(pad_to - plain.len() - 15);
     state.extra.insert("bench_pad".into(), pad.into());
     serde_json::to_string(&state).unwrap()
+}
+
+/// A `vehicle_log` of the history mode: one boat's state at `at_ms` (Unix milliseconds), with
+/// that time as its `timestamp`. The boat runs a loop of about 2 km an hour, its speed swinging
+/// between 0.5 and 3.5 m/s every 10 minutes, its battery draining from 16.8 V over
+/// `elapsed_ms` (time since the first message) by 0.1 V an hour: every numeric field moves, so
+/// each bucket's min, max, mean and last differ. No bench mark: its numbers would be rolled up
+/// as fields of their own.
+pub fn history_log(at_ms: i64, elapsed_ms: i64) -> String {
+    use std::f64::consts::TAU;
+    let t = at_ms as f64 / 1000.0;
+    let hours = elapsed_ms as f64 / 3_600_000.0;
+    let lap = TAU * (t % 3600.0) / 3600.0;
+    let state = VehicleState {
+        battery_voltage: Some(16.8 - 0.1 * hours - 0.02 * (TAU * t / 60.0).sin()),
+        battery_current: Some(4.0 + 1.5 * (TAU * t / 600.0).sin()),
+        rssi: Some(-40 - ((at_ms / 1000) % 20) as i32),
+        mode: Some("AUTO".into()),
+        latitude: Some(-6.2088 + 0.003 * lap.sin()),
+        longitude: Some(106.8456 + 0.003 * lap.cos()),
+        heading: Some((360.0 - lap.to_degrees()) % 360.0),
+        speed: Some(2.0 + 1.5 * (TAU * t / 600.0).sin()),
+        armed: Some(true),
+        gps_fix: Some(3),
+        ..VehicleState::default()
+    };
+    let mut fields = match serde_json::to_value(&state) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    fields.insert("timestamp".into(), rfc3339_ms(at_ms).into());
+    serde_json::Value::Object(fields).to_string()
+}
+
+/// `2026-12-01T04:00:00.100Z`: Unix milliseconds as RFC 3339 UTC, as the gateway writes times.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let ms = unix_ms.rem_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// What a received frame (or MQTT payload) is, as far as the bench cares.
@@ -188,6 +251,49 @@ mod tests {
                 mark: mark(),
                 vehicle_id: None
             }
+        );
+    }
+
+    #[test]
+    fn times_are_written_as_the_gateway_writes_them() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_796_097_600_100), "2026-12-01T04:00:00.100Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_735_689_599_999), "2024-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        for ms in [0, 1_796_097_600_100, 4_102_444_800_000] {
+            let back = seano_wire::parse_timestamp(&rfc3339_ms(ms)).unwrap();
+            assert_eq!(back.timestamp_millis(), ms);
+        }
+    }
+
+    #[test]
+    fn a_history_payload_is_a_vehicle_state_with_its_timestamp() {
+        let p = history_log(1_796_097_600_100, 3_600_000);
+        // As the gateway decodes it: the timestamp is the message's, nothing is left in extra.
+        let decoded =
+            seano_wire::decode("seano", "seano/1/vehicle_log", p.as_bytes(), 1 << 16).unwrap();
+        assert_eq!(
+            decoded.timestamp.map(|t| t.timestamp_millis()),
+            Some(1_796_097_600_100)
+        );
+        let seano_wire::Telemetry::VehicleLog(state) = decoded.body else {
+            panic!("not a vehicle_log: {p}");
+        };
+        assert!(state.extra.is_empty(), "{p}");
+        for field in [
+            state.latitude,
+            state.longitude,
+            state.speed,
+            state.battery_voltage,
+            state.heading,
+        ] {
+            assert!(field.is_some_and(f64::is_finite), "{p}");
+        }
+        // Consecutive states differ.
+        assert_ne!(
+            history_log(1_796_097_600_100, 0).replace("00.100Z", ""),
+            history_log(1_796_097_600_200, 100).replace("00.200Z", "")
         );
     }
 

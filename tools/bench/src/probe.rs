@@ -47,6 +47,16 @@ pub async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
 
 /// One HTTP/1.1 GET; the status and the body.
 pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, String)> {
+    http_get_within(addr, host, path, Duration::from_secs(15)).await
+}
+
+/// One HTTP/1.1 GET that may take up to `timeout`; the status and the body.
+pub async fn http_get_within(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, String)> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -55,9 +65,9 @@ pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, 
         s.read_to_end(&mut buf).await?;
         anyhow::Ok(buf)
     };
-    let buf = tokio::time::timeout(Duration::from_secs(15), fut)
+    let buf = tokio::time::timeout(timeout, fut)
         .await
-        .with_context(|| format!("GET {path}: no answer in 15 s"))?
+        .with_context(|| format!("GET {path}: no answer in {timeout:?}"))?
         .with_context(|| format!("GET http://{addr}{path}"))?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text
@@ -108,6 +118,9 @@ pub struct GatewayCounters {
     #[serde(default)]
     pub rejected_total: u64,
     pub active_connections: u64,
+    /// vehicle_log rows retention purged (this instance's count since it started).
+    #[serde(default)]
+    pub purged_vehicle_logs: u64,
 }
 
 impl GatewayCounters {
@@ -124,6 +137,9 @@ impl GatewayCounters {
             commit_failures: self.commit_failures.saturating_sub(start.commit_failures),
             rejected_total: self.rejected_total.saturating_sub(start.rejected_total),
             active_connections: self.active_connections,
+            purged_vehicle_logs: self
+                .purged_vehicle_logs
+                .saturating_sub(start.purged_vehicle_logs),
         }
     }
 
@@ -137,6 +153,7 @@ impl GatewayCounters {
             commit_failures: self.commit_failures + other.commit_failures,
             rejected_total: self.rejected_total + other.rejected_total,
             active_connections: self.active_connections + other.active_connections,
+            purged_vehicle_logs: self.purged_vehicle_logs + other.purged_vehicle_logs,
         }
     }
 }
@@ -165,7 +182,127 @@ pub async fn gateway_counters(addr: SocketAddr, host: &str) -> Result<GatewayCou
         commit_failures: n("/messages/commit_failures"),
         rejected_total: n("/messages/rejected_total"),
         active_connections: n("/active_connections"),
+        purged_vehicle_logs: n("/messages/purged/vehicle_logs"),
     })
+}
+
+/// A Prometheus histogram read from /metrics: cumulative counts by upper bound (seconds),
+/// with the sum and count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// (le, cumulative count), in the order /metrics lists them (+Inf last).
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Reads `name` from a /metrics text, adding up every label set (instances) per bound.
+    pub fn parse(text: &str, name: &str) -> Option<Histogram> {
+        let mut h = Histogram::default();
+        let mut found = false;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            let (series, value) = match rest.rsplit_once(' ') {
+                Some(pair) => pair,
+                None => continue,
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            if let Some(labels) = series.strip_prefix("_bucket") {
+                let Some(le) = labels
+                    .split_once("le=\"")
+                    .and_then(|(_, after)| after.split_once('"'))
+                    .map(|(le, _)| le)
+                else {
+                    continue;
+                };
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    match le.parse() {
+                        Ok(b) => b,
+                        Err(_) => continue,
+                    }
+                };
+                match h.buckets.iter_mut().find(|(b, _)| *b == bound) {
+                    Some((_, n)) => *n += value as u64,
+                    None => h.buckets.push((bound, value as u64)),
+                }
+                found = true;
+            } else if series.starts_with("_sum") {
+                h.sum += value;
+            } else if series.starts_with("_count") {
+                h.count += value as u64;
+            }
+        }
+        found.then_some(h)
+    }
+
+    /// What was observed since `start` (an earlier reading of the same histogram).
+    pub fn since(&self, start: &Histogram) -> Histogram {
+        Histogram {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|&(le, n)| {
+                    let before = start
+                        .buckets
+                        .iter()
+                        .find(|(b, _)| *b == le)
+                        .map_or(0, |(_, n)| *n);
+                    (le, n.saturating_sub(before))
+                })
+                .collect(),
+            sum: self.sum - start.sum,
+            count: self.count.saturating_sub(start.count),
+        }
+    }
+
+    /// The upper bound of the bucket that holds quantile `q` (an observation at most this):
+    /// `None` with no observation, infinite when it is past the last finite bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        self.buckets
+            .iter()
+            .find(|(_, n)| *n >= rank)
+            .map(|(le, _)| *le)
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
+/// The gateways' `seano_commit_seconds` histogram (GET /metrics), summed over all of them.
+pub async fn commit_histogram(gateways: &[(SocketAddr, String)]) -> Result<Histogram> {
+    let mut total = Histogram::default();
+    for (addr, host) in gateways {
+        let (status, body) = http_get(*addr, host, "/metrics").await?;
+        if status != 200 {
+            bail!("GET /metrics: HTTP {status}");
+        }
+        let h = Histogram::parse(&body, "seano_commit_seconds")
+            .context("GET /metrics: no seano_commit_seconds histogram")?;
+        if total.buckets.is_empty() {
+            total = h;
+        } else {
+            for (le, n) in h.buckets {
+                if let Some((_, t)) = total.buckets.iter_mut().find(|(b, _)| *b == le) {
+                    *t += n;
+                }
+            }
+            total.sum += h.sum;
+            total.count += h.count;
+        }
+    }
+    Ok(total)
 }
 
 /// The ids of the vehicles the gateway knows (`GET /api/vehicles`).
@@ -403,6 +540,39 @@ mod tests {
             dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
             "abcde"
         );
+    }
+
+    #[test]
+    fn a_histogram_is_read_from_metrics_and_differenced() {
+        let text = |n: [u64; 4], sum: f64| {
+            format!(
+                "# HELP seano_commit_seconds Seconds to write and commit one batch.\n\
+                 # TYPE seano_commit_seconds histogram\n\
+                 seano_commit_seconds_bucket{{instance=\"vm\",le=\"0.005\"}} {}\n\
+                 seano_commit_seconds_bucket{{instance=\"vm\",le=\"0.05\"}} {}\n\
+                 seano_commit_seconds_bucket{{instance=\"vm\",le=\"0.5\"}} {}\n\
+                 seano_commit_seconds_bucket{{instance=\"vm\",le=\"+Inf\"}} {}\n\
+                 seano_commit_seconds_sum{{instance=\"vm\"}} {sum}\n\
+                 seano_commit_seconds_count{{instance=\"vm\"}} {}\n\
+                 seano_commit_seconds_other 7\n\
+                 seano_batch_size_bucket{{instance=\"vm\",le=\"1\"}} 99\n",
+                n[0], n[1], n[2], n[3], n[3]
+            )
+        };
+        let a = Histogram::parse(&text([1, 2, 2, 2], 0.01), "seano_commit_seconds").unwrap();
+        assert_eq!(a.count, 2);
+        assert_eq!(a.buckets.len(), 4);
+        let b =
+            Histogram::parse(&text([11, 110, 201, 202], 10.01), "seano_commit_seconds").unwrap();
+        let d = b.since(&a);
+        assert_eq!(d.count, 200);
+        assert_eq!(d.buckets[0], (0.005, 10));
+        assert!((d.mean().unwrap() - 0.05).abs() < 1e-9);
+        assert_eq!(d.quantile_bound(0.5), Some(0.05));
+        assert_eq!(d.quantile_bound(0.99), Some(0.5));
+        assert_eq!(d.quantile_bound(1.0), Some(f64::INFINITY));
+        assert_eq!(Histogram::default().quantile_bound(0.99), None);
+        assert!(Histogram::parse("nothing here", "seano_commit_seconds").is_none());
     }
 
     #[test]

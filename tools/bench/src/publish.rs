@@ -2,6 +2,10 @@
 //! due at `start + (k + p/N) / per_publisher_rate` (evenly spread over the publishers, late
 //! messages sent at once to catch up), and an event-loop task per client that records which
 //! sequence numbers the broker confirmed (PUBACK for QoS 1, written for QoS 0).
+//!
+//! With a [`Timeline`] (the history mode), each publisher sends a fixed number of messages,
+//! message `k` being the boat's state at the timeline's `k`-th time, instead of marked
+//! messages for a duration.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -13,7 +17,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::payload::{now_us, vehicle_log, Mark};
+use crate::payload::{history_log, now_us, vehicle_log, Mark};
 use crate::track::BitSet;
 
 /// What every publisher of a step shares.
@@ -30,6 +34,30 @@ pub struct PubConfig {
     pub run: u64,
     /// Makes client ids unique across concurrent bench processes.
     pub tag: String,
+    /// History mode: what each publisher sends instead of marked messages.
+    pub timeline: Option<Timeline>,
+}
+
+/// A fixed series of one boat's states: message `k` is its state at `first_ms + k * step_ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeline {
+    /// Unix milliseconds of the first message's timestamp.
+    pub first_ms: i64,
+    pub step_ms: f64,
+    /// Messages each publisher sends (the duration is then not a limit).
+    pub count: u64,
+}
+
+impl Timeline {
+    /// Unix milliseconds of message `k`.
+    pub fn at_ms(&self, k: u64) -> i64 {
+        self.first_ms + (k as f64 * self.step_ms).round() as i64
+    }
+
+    /// Unix milliseconds just past the last message: `first_ms + count * step_ms`.
+    pub fn end_ms(&self) -> i64 {
+        self.at_ms(self.count)
+    }
 }
 
 /// A connected publisher.
@@ -248,10 +276,10 @@ async fn publish_loop(
     phase: f64,
     duration: Duration,
 ) -> (u64, f64, Option<String>) {
-    let total = if per_pub > 0.0 {
-        (per_pub * duration.as_secs_f64()).round() as u64
-    } else {
-        u64::MAX
+    let total = match cfg.timeline {
+        Some(t) => t.count,
+        None if per_pub > 0.0 => (per_pub * duration.as_secs_f64()).round() as u64,
+        None => u64::MAX,
     };
     let mut seq = 0;
     while seq < total {
@@ -260,16 +288,21 @@ async fn publish_loop(
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
             }
-        } else if start.elapsed() >= duration {
+        } else if cfg.timeline.is_none() && start.elapsed() >= duration {
             break;
         }
-        let mark = Mark {
-            run: cfg.run,
-            publisher: p.index,
-            seq,
-            sent_us: now_us(),
+        let payload = match &cfg.timeline {
+            Some(t) => history_log(t.at_ms(seq), t.at_ms(seq) - t.first_ms),
+            None => vehicle_log(
+                Mark {
+                    run: cfg.run,
+                    publisher: p.index,
+                    seq,
+                    sent_us: now_us(),
+                },
+                cfg.payload_bytes,
+            ),
         };
-        let payload = vehicle_log(mark, cfg.payload_bytes);
         // unwrap: the queue's lock is never held across a panic.
         p.queue.lock().unwrap().push_back(seq);
         if let Err(e) = p

@@ -13,7 +13,7 @@ use crate::track::{Latency, WorstClient};
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub scenario: String,
-    /// `fan-out`, `vehicle`, `mqtt-baseline`, `ingest`, `idle` or `commands`.
+    /// `fan-out`, `vehicle`, `mqtt-baseline`, `ingest`, `idle`, `commands` or `history`.
     pub kind: String,
     /// Ramp step, from 1.
     pub step: Option<u32>,
@@ -57,6 +57,12 @@ pub struct Report {
     /// Commands mode: what the commands did and how long they took.
     #[serde(default)]
     pub commands: Option<CommandFigures>,
+    /// History mode: the seeded day and each request's timings.
+    #[serde(default)]
+    pub history: Option<HistoryFigures>,
+    /// Ingest with --purge-pair: what retention purged while the messages were stored.
+    #[serde(default)]
+    pub purge: Option<PurgeFigures>,
     /// The gateway's own counters over the measurement (`GET /api/ws/stats`).
     pub gateway_counters: Option<GatewayCounters>,
     /// Why the figures may say more about the load generator than about the gateway.
@@ -97,6 +103,91 @@ pub struct Server {
     pub rss_per_conn_kib: Option<f64>,
 }
 
+/// The history mode's figures: what was seeded, then one entry per request timed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HistoryFigures {
+    pub vehicle_id: i64,
+    /// Messages published (and confirmed by the broker) for the seeded span.
+    pub rows: u64,
+    /// Of them, stored by the gateway before the requests began.
+    pub stored: u64,
+    pub rate_hz: f64,
+    /// The seeded span, RFC 3339: the first message's timestamp and just past the last one.
+    pub from: String,
+    pub to: String,
+    pub span_s: f64,
+    /// From the first publish to the last message stored.
+    pub seed_s: f64,
+    pub seed_stored_per_s: f64,
+    pub repeats: u32,
+    pub requests: Vec<RequestFigures>,
+}
+
+/// One history request, run `repeats` times.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RequestFigures {
+    /// What it is (`raw page`, `1m buckets`, ...).
+    pub name: String,
+    /// The request without the vehicle and the times: `vehicle_log?bucket=1m&limit=1440`.
+    pub request: String,
+    /// The span asked for, in seconds.
+    pub range_s: f64,
+    /// The path and query sent.
+    pub path: String,
+    /// The last answer's HTTP status.
+    pub status: u16,
+    /// Bucketed answers: `rollup` or `raw`, as the gateway says.
+    pub source: Option<String>,
+    /// Items (pages, buckets) or points (tracks) in the answer.
+    pub items: u64,
+    /// Body size in bytes.
+    pub bytes: u64,
+    /// Bucketed answers: the messages their buckets count.
+    pub counted: Option<u64>,
+    /// Tracks: positions in the range (`total_points`).
+    pub total_points: Option<u64>,
+    pub has_more: Option<bool>,
+    /// The first run alone, milliseconds.
+    pub first_ms: Option<f64>,
+    /// Request to whole answer read, over every successful run.
+    pub ms: Option<Latency>,
+    /// The gateway's CPU time per request, milliseconds (from /proc, averaged over the runs).
+    pub gateway_cpu_ms: Option<f64>,
+    pub errors: Vec<String>,
+}
+
+/// An ingest run of a purge pair: the purge's progress while the messages were published.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PurgeFigures {
+    /// The pair's label (--purge-pair).
+    pub pair: String,
+    /// Retention was on in this run (--purging); off: the pair's baseline.
+    pub purging: bool,
+    /// Old rows seeded before the gateway started (--seeded-rows).
+    pub seeded_rows: u64,
+    /// vehicle_log rows the gateway had purged before the publishers started.
+    pub purged_before: u64,
+    /// vehicle_log rows purged from the first publish to the end of the drain.
+    pub purged: u64,
+    /// Of them, purged while publishing.
+    pub purged_publishing: u64,
+    /// Seconds of the publishing in which the purged count rose (in 250 ms samples).
+    pub purge_active_s: f64,
+    pub publish_s: f64,
+    /// purge_active_s / publish_s.
+    pub overlap_percent: f64,
+    /// Rows purged per second while the count was rising during publishing.
+    pub purge_rows_per_s: Option<f64>,
+    /// Seconds into the run of the last rise of the purged count, when it stopped rising
+    /// before the end (the purge had caught up with its cutoff).
+    pub purge_ended_at_s: Option<f64>,
+    /// Commit time of the gateway's batches over the run (`seano_commit_seconds`): the mean,
+    /// and the bucket bound under which 99 % fell.
+    pub commit_mean_ms: Option<f64>,
+    pub commit_p99_le_ms: Option<f64>,
+    pub commits: u64,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Slow {
     pub clients: u64,
@@ -134,21 +225,220 @@ fn opt(x: Option<f64>) -> String {
 }
 
 /// Markdown tables, one row per report: the telemetry runs, then the command runs (their
-/// figures are of another kind), each table only when it has rows.
+/// figures are of another kind), then the purge pairs side by side (their runs are also
+/// telemetry rows), then each history run's requests, each table only when it has rows.
 pub fn table(reports: &[Report]) -> String {
+    let (history, rest): (Vec<&Report>, Vec<&Report>) =
+        reports.iter().partition(|r| r.history.is_some());
     let (commands, telemetry): (Vec<&Report>, Vec<&Report>) =
-        reports.iter().partition(|r| r.commands.is_some());
+        rest.into_iter().partition(|r| r.commands.is_some());
+    let purges: Vec<&Report> = telemetry
+        .iter()
+        .copied()
+        .filter(|r| r.purge.is_some())
+        .collect();
     let mut out = String::new();
+    let section = |out: &mut String| {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+    };
     if !telemetry.is_empty() {
         telemetry_table(&mut out, &telemetry);
     }
     if !commands.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
+        section(&mut out);
         commands_table(&mut out, &commands);
     }
+    if !purges.is_empty() {
+        section(&mut out);
+        purge_table(&mut out, &purges);
+    }
+    for r in history {
+        section(&mut out);
+        history_table(&mut out, r);
+    }
     out
+}
+
+/// `24 h`, `20 min`, `90 s`.
+fn span(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s > 0 && s.is_multiple_of(3600) {
+        format!("{} h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} s", num(secs))
+    }
+}
+
+/// One history run: what was seeded, then a row per request.
+fn history_table(out: &mut String, r: &Report) {
+    let Some(h) = &r.history else { return };
+    let cpu = r
+        .server
+        .as_ref()
+        .and_then(|s| s.cpu_us_per_frame)
+        .map_or(String::new(), |us| {
+            format!(", gateway CPU {} µs per message", num(us))
+        });
+    let _ = writeln!(
+        out,
+        "History queries ({}): {} of {} vehicle_logs of vehicle {} at {} Hz over {} ({} to {}), published at full speed over MQTT QoS 1 ({}/s), stored in {} s ({} stored/s{cpu}); each request run {} times{}",
+        r.scenario,
+        thousands(h.stored),
+        thousands(h.rows),
+        h.vehicle_id,
+        h.rate_hz,
+        span(h.span_s),
+        h.from,
+        h.to,
+        num(r.publish_rate),
+        num(h.seed_s),
+        num(h.seed_stored_per_s),
+        h.repeats,
+        if r.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; errors: {}", r.errors.join("; "))
+        }
+    );
+    out.push('\n');
+    out.push_str(
+        "| history query | request | range | source | items | bytes | first ms | p50 ms | p99 ms | max ms | gateway CPU ms/request | notes |\n",
+    );
+    out.push_str(
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for q in &h.requests {
+        let lat = |f: fn(&Latency) -> f64| opt(q.ms.as_ref().map(f));
+        let mut notes = Vec::new();
+        if let Some(n) = q.counted {
+            notes.push(format!("buckets count {} messages", thousands(n)));
+        }
+        if let Some(n) = q.total_points {
+            notes.push(format!("{} positions in range", thousands(n)));
+        }
+        if q.has_more == Some(true) {
+            notes.push("has_more".into());
+        }
+        if !q.errors.is_empty() {
+            notes.push(format!("errors: {}", q.errors.join("; ")));
+        }
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            q.name,
+            q.request,
+            span(q.range_s),
+            q.source.as_deref().unwrap_or("-"),
+            thousands(q.items),
+            thousands(q.bytes),
+            opt(q.first_ms),
+            lat(|l| l.p50),
+            lat(|l| l.p99),
+            lat(|l| l.max),
+            opt(q.gateway_cpu_ms),
+            notes.join("; ").replace('|', "/"),
+        );
+    }
+}
+
+/// The purge pairs: each pair's baseline (retention off) and purging run in one row.
+fn purge_table(out: &mut String, reports: &[&Report]) {
+    let mut pairs: Vec<(&str, Option<&Report>, Option<&Report>)> = Vec::new();
+    for r in reports {
+        let Some(p) = &r.purge else { continue };
+        let at = match pairs.iter().position(|(label, _, _)| *label == p.pair) {
+            Some(i) => i,
+            None => {
+                pairs.push((p.pair.as_str(), None, None));
+                pairs.len() - 1
+            }
+        };
+        if p.purging {
+            pairs[at].2 = Some(r);
+        } else {
+            pairs[at].1 = Some(r);
+        }
+    }
+    out.push_str(
+        "| purge under load | seeded rows | target msg/s | stored/s, retention off | stored/s, purging | difference | rows purged during the run | purge rows/s | purge overlapped the run | commit mean ms off / on | commit p99 ms off / on | notes |\n",
+    );
+    out.push_str(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    fn figures(r: Option<&Report>) -> Option<&PurgeFigures> {
+        r.and_then(|r| r.purge.as_ref())
+    }
+    for (label, off, on) in pairs {
+        let rate = |r: Option<&Report>| r.map(|r| r.delivered_per_s);
+        let difference = match (rate(off), rate(on)) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:+.1} %", (b - a) / a * 100.0),
+            _ => "-".into(),
+        };
+        let pair = |f: fn(&PurgeFigures) -> Option<f64>| {
+            format!(
+                "{} / {}",
+                opt(figures(off).and_then(f)),
+                opt(figures(on).and_then(f))
+            )
+        };
+        let seeded = figures(on)
+            .or(figures(off))
+            .map_or("-".into(), |p| thousands(p.seeded_rows));
+        let target = on.or(off).map_or("-".into(), |r| num(r.target_rate));
+        let p = figures(on);
+        let mut notes = Vec::new();
+        if let Some(p) = p {
+            if p.purged_before > 0 {
+                notes.push(format!(
+                    "{} purged before the publishers started",
+                    thousands(p.purged_before)
+                ));
+            }
+            if let Some(at) = p.purge_ended_at_s {
+                notes.push(format!("purge caught up {} s into the run", num(at)));
+            }
+        }
+        if figures(off).is_some_and(|f| f.purged > 0) {
+            notes.push(format!(
+                "baseline purged {} rows: is retention off in it?",
+                thousands(figures(off).map_or(0, |f| f.purged))
+            ));
+        }
+        for (what, r) in [("off", off), ("on", on)] {
+            match r {
+                None => notes.push(format!("no run with retention {what}")),
+                Some(r) if r.lost > 0 => {
+                    notes.push(format!("retention {what}: {} lost", thousands(r.lost)))
+                }
+                Some(r) => {
+                    if let Some(l) = &r.limit {
+                        notes.push(format!("retention {what}: {l}"));
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {seeded} | {target} | {} | {} | {difference} | {} | {} | {} | {} | {} | {} |",
+            opt(rate(off)),
+            opt(rate(on)),
+            p.map_or("-".into(), |p| thousands(p.purged)),
+            opt(p.and_then(|p| p.purge_rows_per_s)),
+            p.map_or("-".into(), |p| format!(
+                "{} % ({} of {} s)",
+                num(p.overlap_percent),
+                num(p.purge_active_s),
+                num(p.publish_s)
+            )),
+            pair(|f| f.commit_mean_ms),
+            pair(|f| f.commit_p99_le_ms),
+            notes.join("; ").replace('|', "/"),
+        );
+    }
 }
 
 /// The notes column: what the figures depend on, then the run's own notes and errors.
@@ -322,6 +612,104 @@ mod tests {
         assert_eq!(t.lines().count(), 4);
         let json = serde_json::to_string(&Report::default()).unwrap();
         serde_json::from_str::<Report>(&json).unwrap();
+    }
+
+    #[test]
+    fn history_runs_get_a_table_of_their_own() {
+        let ingest = Report {
+            scenario: "ingest".into(),
+            kind: "ingest".into(),
+            ..Default::default()
+        };
+        let history = Report {
+            scenario: "history".into(),
+            kind: "history".into(),
+            history: Some(HistoryFigures {
+                vehicle_id: 1,
+                rows: 864_000,
+                stored: 864_000,
+                rate_hz: 10.0,
+                span_s: 86_400.0,
+                repeats: 20,
+                requests: vec![
+                    RequestFigures {
+                        name: "raw page".into(),
+                        request: "vehicle_log?limit=1000".into(),
+                        range_s: 86_400.0,
+                        items: 1000,
+                        ..Default::default()
+                    },
+                    RequestFigures {
+                        name: "1m buckets".into(),
+                        request: "vehicle_log?bucket=1m&limit=1440".into(),
+                        range_s: 86_400.0,
+                        source: Some("rollup".into()),
+                        items: 1440,
+                        counted: Some(864_000),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t = table(&[ingest, history]);
+        // The telemetry table (3 lines), a blank line, the caption, a blank line, the history
+        // table's header, rule and two rows.
+        assert_eq!(t.lines().count(), 10, "{t}");
+        assert!(t.contains("864,000 of 864,000 vehicle_logs"), "{t}");
+        assert!(t.contains("over 24 h"), "{t}");
+        assert!(
+            t.contains(
+                "| 1m buckets | `vehicle_log?bucket=1m&limit=1440` | 24 h | rollup | 1,440 |"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("buckets count 864,000 messages"), "{t}");
+        let json = serde_json::to_string(&table_input_round_trip()).unwrap();
+        serde_json::from_str::<Report>(&json).unwrap();
+    }
+
+    fn table_input_round_trip() -> Report {
+        Report {
+            history: Some(HistoryFigures::default()),
+            purge: Some(PurgeFigures::default()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_purge_pair_is_one_row() {
+        let run = |purging: bool, stored_per_s: f64, purged: u64| Report {
+            scenario: format!("purge {purging}"),
+            kind: "ingest".into(),
+            target_rate: 10_000.0,
+            delivered_per_s: stored_per_s,
+            purge: Some(PurgeFigures {
+                pair: "purge, SQLite".into(),
+                purging,
+                seeded_rows: 2_000_000,
+                purged,
+                purge_active_s: if purging { 20.0 } else { 0.0 },
+                publish_s: 20.0,
+                overlap_percent: if purging { 100.0 } else { 0.0 },
+                purge_rows_per_s: purging.then_some(25_000.0),
+                commit_mean_ms: Some(if purging { 40.0 } else { 30.0 }),
+                commit_p99_le_ms: Some(if purging { 250.0 } else { 100.0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t = table(&[run(false, 10_000.0, 0), run(true, 9_000.0, 500_000)]);
+        // Two ingest rows, a blank line, the purge table with one row.
+        assert_eq!(t.lines().count(), 8, "{t}");
+        assert!(
+            t.contains("| purge, SQLite | 2,000,000 | 10,000 | 10,000 | 9,000 | -10.0 % | 500,000 | 25,000 | 100 % (20.0 of 20.0 s) | 30.0 / 40.0 | 100 / 250 |"),
+            "{t}"
+        );
+        // A pair without its baseline still gets its row.
+        let alone = table(&[run(true, 9_000.0, 1)]);
+        assert!(alone.contains("no run with retention off"), "{alone}");
     }
 
     #[test]

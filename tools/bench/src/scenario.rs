@@ -1,6 +1,7 @@
 //! The runs: connect the receivers, publish one step (or a ramp of steps), drain, account;
 //! ingest (no receivers, stored msg/s from the gateway's stats); idle connections; command
-//! round trips (pace commands over the clients, wait for their final states, account).
+//! round trips (pace commands over the clients, wait for their final states, account). The
+//! history mode is in `history`, which shares [`Env`] and the helpers here.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -17,16 +18,16 @@ use crate::cli::{Args, Mode};
 use crate::clients::{mqtt_subscriber, ws_client, MqttContext, WsContext};
 use crate::commands::{self, Order};
 use crate::payload::now_us;
-use crate::probe::{self, GatewayCounters, ProcSample};
+use crate::probe::{self, GatewayCounters, Histogram, ProcSample};
 use crate::publish::{self, PubConfig};
-use crate::report::{Params, Report, Server, Slow};
+use crate::report::{Params, PurgeFigures, Report, Server, Slow};
 use crate::track::{account, Accountant, ClientSlot, Closed, Progress, Tracker};
 
 /// Where things are and what is measured.
-struct Env {
-    gateway: SocketAddr,
+pub(crate) struct Env {
+    pub(crate) gateway: SocketAddr,
     /// `host:port` of the gateway.
-    gateway_authority: String,
+    pub(crate) gateway_authority: String,
     broker_host: String,
     broker_port: u16,
     /// The other instances (`--also-gateway`): address and `host:port`.
@@ -39,7 +40,7 @@ struct Env {
     broker_pid: Option<u32>,
     /// Unique per bench process, for MQTT client ids.
     tag: String,
-    threads: usize,
+    pub(crate) threads: usize,
 }
 
 pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
@@ -108,6 +109,9 @@ pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
     if args.mode == Mode::Commands {
         return Ok(vec![command_round_trips(args, &env).await?]);
     }
+    if args.mode == Mode::History {
+        return Ok(vec![crate::history::run(args, &env).await?]);
+    }
     if args.clients == 0 && !baseline {
         anyhow::ensure!(!args.ramp, "--ramp needs clients or MQTT subscribers");
         return Ok(vec![ingest(args, &env).await?]);
@@ -124,7 +128,7 @@ impl Env {
     }
 
     /// The measured server's reading: with several instances, their CPU and memory summed.
-    fn server_sample(&self) -> Option<ProcSample> {
+    pub(crate) fn server_sample(&self) -> Option<ProcSample> {
         let mut total = probe::sample(self.server_pid?)?;
         for pid in &self.other_pids {
             let s = probe::sample(*pid)?;
@@ -276,14 +280,14 @@ impl Pool {
 }
 
 /// CPU readings of everything measured, at one instant.
-struct Readings {
+pub(crate) struct Readings {
     server: Option<ProcSample>,
     broker: Option<ProcSample>,
     me: Option<ProcSample>,
     machine: Option<(u64, u64)>,
 }
 
-fn read_all(env: &Env) -> Readings {
+pub(crate) fn read_all(env: &Env) -> Readings {
     Readings {
         server: env.server_sample(),
         broker: env.broker_pid.and_then(probe::sample),
@@ -293,15 +297,15 @@ fn read_all(env: &Env) -> Readings {
 }
 
 /// CPU and memory figures between two readings.
-struct Usage {
-    server: Option<Server>,
-    server_cpu_s: Option<f64>,
-    broker_cpu: Option<f64>,
-    bench_cpu: Option<f64>,
-    machine_idle: Option<f64>,
+pub(crate) struct Usage {
+    pub(crate) server: Option<Server>,
+    pub(crate) server_cpu_s: Option<f64>,
+    pub(crate) broker_cpu: Option<f64>,
+    pub(crate) bench_cpu: Option<f64>,
+    pub(crate) machine_idle: Option<f64>,
 }
 
-fn usage(
+pub(crate) fn usage(
     env: &Env,
     a: &Readings,
     b: &Readings,
@@ -335,7 +339,7 @@ fn usage(
     }
 }
 
-fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
+pub(crate) fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
     Params {
         publishers: args.publishers,
         rate,
@@ -346,6 +350,7 @@ fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
             Mode::All => "all".into(),
             Mode::Vehicle => "vehicle".into(),
             Mode::Commands => "commands".into(),
+            Mode::History => "history".into(),
         },
         slow_clients,
         mqtt_subscribers: args.mqtt_subscribers,
@@ -354,7 +359,7 @@ fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
     }
 }
 
-fn pub_config(args: &Args, env: &Env, run: u64) -> PubConfig {
+pub(crate) fn pub_config(args: &Args, env: &Env, run: u64) -> PubConfig {
     PubConfig {
         host: env.broker_host.clone(),
         port: env.broker_port,
@@ -369,11 +374,12 @@ fn pub_config(args: &Args, env: &Env, run: u64) -> PubConfig {
         start_id: args.start_id,
         run,
         tag: env.tag.clone(),
+        timeline: None,
     }
 }
 
 /// Flags what says more about the generator or the machine than about the server.
-fn limits(rate: f64, achieved: f64, u: &Usage, threads: usize) -> Option<String> {
+pub(crate) fn limits(rate: f64, achieved: f64, u: &Usage, threads: usize) -> Option<String> {
     let mut why = Vec::new();
     if rate > 0.0 && achieved < 0.95 * rate {
         why.push(format!(
@@ -394,7 +400,7 @@ fn limits(rate: f64, achieved: f64, u: &Usage, threads: usize) -> Option<String>
     (!why.is_empty()).then(|| why.join(", "))
 }
 
-async fn counters(env: &Env) -> Option<GatewayCounters> {
+pub(crate) async fn counters(env: &Env) -> Option<GatewayCounters> {
     probe::all_counters(&env.gateways()).await.ok()
 }
 
@@ -646,17 +652,26 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
     let c0 = counters(env)
         .await
         .context("ingest reads GET /api/ws/stats; is the gateway reachable?")?;
+    let commits0 = match args.purge_pair {
+        Some(_) => probe::commit_histogram(&env.gateways()).await.ok(),
+        None => None,
+    };
 
     let r0 = read_all(env);
     let start = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);
     let ack_wait = Duration::from_secs_f64(args.drain.max(30.0));
-    // Sample the stored count while publishing, for the peak rate.
+    // Sample the stored (and purged) counts while publishing, for the peak rate (and when the
+    // purge ran).
     let (done_tx, mut done_rx) = watch::channel(false);
     let sampler = {
         let gateways = env.gateways();
         tokio::spawn(async move {
-            let mut samples = vec![(0.0, c0.stored_vehicle_log)];
+            let mut samples = vec![Sample {
+                at: 0.0,
+                stored: c0.stored_vehicle_log,
+                purged: c0.purged_vehicle_logs,
+            }];
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tokio::select! {
@@ -664,7 +679,11 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
                     _ = done_rx.changed() => break,
                 }
                 if let Ok(c) = probe::all_counters(&gateways).await {
-                    samples.push((start.elapsed().as_secs_f64(), c.stored_vehicle_log));
+                    samples.push(Sample {
+                        at: start.elapsed().as_secs_f64(),
+                        stored: c.stored_vehicle_log,
+                        purged: c.purged_vehicle_logs,
+                    });
                 }
             }
             samples
@@ -698,6 +717,10 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let r1 = read_all(env);
+    let commits1 = match commits0 {
+        Some(_) => probe::commit_histogram(&env.gateways()).await.ok(),
+        None => None,
+    };
     let stored_n = c1.stored_vehicle_log.saturating_sub(c0.stored_vehicle_log);
     let mut u = usage(env, &r0, &r1, None, None, 0);
     if let (Some(s), Some(cpu)) = (u.server.as_mut(), u.server_cpu_s) {
@@ -711,9 +734,24 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
         .windows(5)
         .map(|w| {
             let (a, b) = (w[0], w[w.len() - 1]);
-            (b.1 - a.1) as f64 / (b.0 - a.0).max(1e-3)
+            b.stored.saturating_sub(a.stored) as f64 / (b.at - a.at).max(1e-3)
         })
         .fold(0.0, f64::max);
+    let purge = args.purge_pair.as_ref().map(|pair| {
+        let commits = commits0
+            .zip(commits1)
+            .map(|(a, b)| b.since(&a))
+            .unwrap_or_default();
+        purge_figures(
+            pair,
+            args,
+            &samples,
+            outcome.publish_secs,
+            c1.purged_vehicle_logs
+                .saturating_sub(c0.purged_vehicle_logs),
+            &commits,
+        )
+    });
     let mut notes = vec![format!(
         "frames = rows stored; peak {peak:.0} stored/s over 1 s"
     )];
@@ -741,10 +779,82 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
         bench_cpu_percent: u.bench_cpu,
         machine_idle_percent: u.machine_idle,
         gateway_counters: Some(c1.delta(c0)),
+        purge,
         notes,
         errors: outcome.errors,
         ..Default::default()
     })
+}
+
+/// One reading of the gateway's counters during an ingest run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    /// Seconds since the first publish.
+    at: f64,
+    stored: u64,
+    purged: u64,
+}
+
+/// The purge's part in an ingest run, from the counts sampled while publishing (every 250 ms):
+/// the purge is taken to run from the first sample interval in which the purged count rose to
+/// the last, within the publishing time.
+fn purge_figures(
+    pair: &str,
+    args: &Args,
+    samples: &[Sample],
+    publish_s: f64,
+    purged: u64,
+    commits: &Histogram,
+) -> PurgeFigures {
+    let first = samples.first().copied().unwrap_or_default();
+    let publishing: Vec<Sample> = samples
+        .iter()
+        .copied()
+        .filter(|s| s.at <= publish_s + 1e-3)
+        .collect();
+    let rises: Vec<(f64, f64)> = publishing
+        .windows(2)
+        .filter(|w| w[1].purged > w[0].purged)
+        .map(|w| (w[0].at, w[1].at))
+        .collect();
+    let active = match (rises.first(), rises.last()) {
+        (Some(a), Some(b)) => (b.1.min(publish_s) - a.0.max(0.0)).max(0.0),
+        _ => 0.0,
+    };
+    let purged_publishing = publishing
+        .last()
+        .map_or(0, |s| s.purged.saturating_sub(first.purged));
+    // Caught up: the count rose, then stood still for the last 2 s sampled.
+    let last_sampled = samples.last().map_or(0.0, |s| s.at);
+    let ended = samples
+        .windows(2)
+        .rev()
+        .find(|w| w[1].purged > w[0].purged)
+        .map(|w| w[1].at)
+        .filter(|at| last_sampled - at >= 2.0);
+    PurgeFigures {
+        pair: pair.to_owned(),
+        purging: args.purging,
+        seeded_rows: args.seeded_rows,
+        purged_before: first.purged,
+        purged,
+        purged_publishing,
+        purge_active_s: active,
+        publish_s,
+        overlap_percent: if publish_s > 0.0 {
+            (active / publish_s * 100.0).min(100.0)
+        } else {
+            0.0
+        },
+        purge_rows_per_s: (active > 0.0).then(|| purged_publishing as f64 / active),
+        purge_ended_at_s: ended,
+        commit_mean_ms: commits.mean().map(|s| s * 1000.0),
+        commit_p99_le_ms: commits
+            .quantile_bound(0.99)
+            .filter(|b| b.is_finite())
+            .map(|b| b * 1000.0),
+        commits: commits.count,
+    }
 }
 
 async fn idle(args: &Args, env: &Env) -> Result<Report> {
@@ -975,4 +1085,77 @@ async fn command_round_trips(args: &Args, env: &Env) -> Result<Report> {
         errors,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn samples(purged: &[u64]) -> Vec<Sample> {
+        purged
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| Sample {
+                at: i as f64 * 0.25,
+                stored: 0,
+                purged: p,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_purge_is_timed_from_its_first_rise_to_its_last() {
+        let args = Args::parse_from([
+            "bench",
+            "--clients",
+            "0",
+            "--purge-pair",
+            "p",
+            "--purging",
+            "--seeded-rows",
+            "100000",
+        ]);
+        // 3 s of publishing: the purge had removed 4,000 rows before, removes 2,000 per 0.5 s
+        // until 1.5 s, then nothing more for the rest (and the 2 s sampled after it).
+        let mut counts = vec![4000, 5000, 6000, 7000, 8000, 9000, 10_000];
+        counts.resize(21, 10_000);
+        let s = samples(&counts);
+        let commits = Histogram {
+            buckets: vec![(0.01, 90), (0.1, 100), (f64::INFINITY, 100)],
+            sum: 2.0,
+            count: 100,
+        };
+        let p = purge_figures("p", &args, &s, 3.0, 6000, &commits);
+        assert_eq!(
+            (p.purged_before, p.purged, p.purged_publishing),
+            (4000, 6000, 6000)
+        );
+        assert!((p.purge_active_s - 1.5).abs() < 1e-9, "{p:?}");
+        assert!((p.overlap_percent - 50.0).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.purge_rows_per_s, Some(4000.0));
+        assert_eq!(p.purge_ended_at_s, Some(1.5));
+        assert!(p.purging && p.seeded_rows == 100_000);
+        assert_eq!(p.commit_mean_ms, Some(20.0));
+        assert_eq!(p.commit_p99_le_ms, Some(100.0));
+
+        // Still purging at the end: the whole run overlapped, no end.
+        let s = samples(&(0..=12).map(|i| i * 1000).collect::<Vec<_>>());
+        let p = purge_figures("p", &args, &s, 3.0, 12_000, &Histogram::default());
+        assert!((p.overlap_percent - 100.0).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.purge_ended_at_s, None);
+        assert_eq!((p.commit_mean_ms, p.commit_p99_le_ms), (None, None));
+
+        // Nothing purged (the baseline).
+        let p = purge_figures(
+            "p",
+            &args,
+            &samples(&[0; 13]),
+            3.0,
+            0,
+            &Histogram::default(),
+        );
+        assert_eq!((p.purge_active_s, p.purge_rows_per_s), (0.0, None));
+    }
 }

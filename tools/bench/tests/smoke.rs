@@ -2,8 +2,9 @@
 //! SQLite file and its embedded broker (or the broker of `TEST_MQTT_URL`, under a topic prefix
 //! of its own), then the bench binary for two seconds per scenario, and its JSON checked for
 //! delivery without loss or duplicates; for the commands mode, a simulated fleet
-//! (`jetson-sim`, in-process) answers, and every command must come back with its round trip.
-//! Nothing about time is asserted.
+//! (`jetson-sim`, in-process) answers, and every command must come back with its round trip;
+//! for the history mode, two minutes of one boat are seeded and every history request must
+//! answer with what the seeded rows make. Nothing about time is asserted.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -343,4 +344,90 @@ fn the_commands_mode_times_every_command_to_a_simulated_boat() {
     assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
     // The boats answered exactly the commands the bench counted.
     assert_eq!(summary.commands.answered_ok, n("succeeded"), "{summary:?}");
+}
+
+#[test]
+fn the_history_mode_seeds_a_boat_and_times_each_request() {
+    let gw = spawn_gateway();
+    // Two whole minutes at 5 Hz: 600 messages, within the 1,000 a stock Mosquitto queues for
+    // one QoS 1 subscriber (TEST_MQTT_URL), since the publisher does not wait for the gateway.
+    let r = bench(
+        &gw,
+        &[
+            "--mode",
+            "history",
+            "--start-id",
+            "9",
+            "--history-rows",
+            "600",
+            "--history-rate-hz",
+            "5",
+            "--history-repeats",
+            "2",
+        ],
+    );
+    assert_eq!(r["kind"], "history", "{r}");
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["published"], 600, "{r}");
+    assert_eq!(r["frames_received"], 600, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    let h = &r["history"];
+    assert_eq!(h["vehicle_id"], 9, "{h}");
+    assert_eq!(h["stored"], 600, "{h}");
+    assert_eq!(h["span_s"].as_f64(), Some(120.0), "{h}");
+
+    let requests = h["requests"].as_array().expect("history has requests");
+    let by_name = |name: &str| {
+        requests
+            .iter()
+            .find(|q| q["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} request in {h}"))
+    };
+    for q in requests {
+        assert_eq!(q["status"], 200, "{q}");
+        assert!(q["errors"].as_array().unwrap().is_empty(), "{q}");
+        assert_eq!(q["ms"]["samples"], 2, "{q}");
+        assert!(q["ms"]["p50"].as_f64().unwrap() > 0.0, "{q}");
+        assert!(q["bytes"].as_u64().unwrap() > 0, "{q}");
+        assert!(
+            q["path"].as_str().unwrap().starts_with("/api/vehicles/9/"),
+            "{q}"
+        );
+    }
+    // Raw: every message (the page holds up to 1,000), every position.
+    let page = by_name("raw page");
+    assert_eq!(
+        (page["items"].as_u64(), page["has_more"].as_bool()),
+        (Some(600), Some(false)),
+        "{page}"
+    );
+    let track = by_name("raw track");
+    assert_eq!(
+        (track["items"].as_u64(), track["total_points"].as_u64()),
+        (Some(600), Some(600)),
+        "{track}"
+    );
+    // Whole minutes from the rollups, whose counts add up to every message seeded.
+    let minutes = by_name("1m buckets");
+    assert_eq!(minutes["source"], "rollup", "{minutes}");
+    assert_eq!(
+        (minutes["items"].as_u64(), minutes["counted"].as_u64()),
+        (Some(2), Some(600)),
+        "{minutes}"
+    );
+    let quarters = by_name("15m buckets");
+    assert_eq!(quarters["source"], "rollup", "{quarters}");
+    assert_eq!(quarters["counted"], 600, "{quarters}");
+    assert_eq!(by_name("1m track")["items"], 2, "{h}");
+    // 30 s buckets are built from the raw rows: the whole span is within the last hour.
+    let raw_buckets = by_name("30s buckets, last hour");
+    assert_eq!(raw_buckets["source"], "raw", "{raw_buckets}");
+    assert_eq!(
+        (
+            raw_buckets["items"].as_u64(),
+            raw_buckets["counted"].as_u64()
+        ),
+        (Some(4), Some(600)),
+        "{raw_buckets}"
+    );
 }
