@@ -231,7 +231,8 @@ pub async fn purge(
             let (purged, done) = purge_batch(db, table, cutoff, config.batch).await?;
             metrics.purged(table.name(), purged);
             total += purged;
-            if done {
+            // Nothing could go (the oldest are open commands): the next round tries again.
+            if done || purged == 0 {
                 break;
             }
             // Leave the database to the writer at least as long as the batch held it.

@@ -38,6 +38,7 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     const OLD: usize = 120;
     let mut app = spawn_with(Resources::fresh().await, |s| {
         s.retention_vehicle_log = period("4s");
+        s.retention_rejected = period("4s");
         s.retention_raw_log = Period::FOREVER;
         s.purge_interval = period("1s");
         s.purge_batch = 10;
@@ -52,7 +53,12 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
         app.publish("1/raw_log", format!("old-{n}").into_bytes())
             .await;
     }
+    for n in 0..5 {
+        app.publish("1/vehicle_log", format!("not json {n}").into_bytes())
+            .await;
+    }
     app.wait_rows("vehicle_logs", OLD as i64).await;
+    app.wait_rows("rejected_messages", 5).await;
     let (_, page) = app.get("/api/vehicles/1/vehicle_log?limit=1").await;
     let last_old_seq = page["live_since"].as_i64().unwrap();
     assert_eq!(page["history_begins_at"], Value::Null, "nothing purged yet");
@@ -126,6 +132,12 @@ async fn old_rows_go_in_batches_while_ingest_goes_on_and_nothing_is_lost() {
     assert!(page["items"][0]["seq"].as_i64().unwrap() > last_old_seq);
     assert_eq!(app.count("raw_logs").await, OLD as i64);
     assert_eq!(purged_metric(&app, "raw_logs").await, 0);
+    // Rejected messages have a period of their own (purged in the same round, after vehicle_logs).
+    wait_for("the old rejected messages to go", || async {
+        app.count("rejected_messages").await == 0
+    })
+    .await;
+    assert_eq!(purged_metric(&app, "rejected_messages").await, 5);
 
     // REST says where history now begins; raw_log history is whole.
     let begins = page["history_begins_at"]

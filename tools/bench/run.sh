@@ -12,6 +12,8 @@
 #   BENCH_MQTT_URL  the machine's broker for the fan-out scenarios (default mqtt://127.0.0.1:1883)
 #   BENCH_PG_URL    PostgreSQL for the ingest scenario (default postgres://postgres@127.0.0.1:5432/seano_bench;
 #                   the database is dropped and created again with psql)
+#   BENCH_GATEWAY_BIN  a gateway binary to measure instead of the one built here (before/after
+#                   comparisons: build the older commit in a worktree and point this at it)
 #   BENCH_OUT       where the JSON results and gateway logs go (default: a new /tmp/seano-bench.* dir)
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
 #                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, idle, slow,
@@ -42,7 +44,7 @@ QUICK=0
 case "${1:-}" in
   --quick) QUICK=1 ;;
   "") ;;
-  -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
@@ -54,7 +56,7 @@ MQTT_URL=${BENCH_MQTT_URL:-mqtt://127.0.0.1:1883}
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/seano_bench}
 ONLY=${BENCH_ONLY:-.}
 RUN=$$
-GW_BIN="$ROOT/target/release/seano-gateway"
+GW_BIN=${BENCH_GATEWAY_BIN:-"$ROOT/target/release/seano-gateway"}
 BENCH="$ROOT/target/release/bench"
 SIM_BIN="$ROOT/target/release/jetson-sim"
 GW_PID=""
