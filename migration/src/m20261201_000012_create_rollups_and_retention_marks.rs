@@ -1,5 +1,7 @@
 //! `rollups`: per vehicle, type, sensor and minute, the count and each numeric field's min, max,
 //! sum and last value, kept at commit time so long ranges are read without raw rows.
+//! `rollup_cursor`: the seq through which every committed message is in `rollups` (the writer
+//! adds them in batches; a crash leaves the rest to be added again from the rows at start-up).
 //! `retention_marks`: per table, how far retention has purged it (where history now begins).
 
 use sea_orm_migration::prelude::*;
@@ -19,6 +21,13 @@ enum Rollups {
     Fields,
     LastSeq,
     LastTimestamp,
+}
+
+#[derive(DeriveIden)]
+enum RollupCursor {
+    Table,
+    Id,
+    ThroughSeq,
 }
 
 #[derive(DeriveIden)]
@@ -89,6 +98,32 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(RollupCursor::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(RollupCursor::Id)
+                            .integer()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(RollupCursor::ThroughSeq)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // Rows stored before rollups existed are not rolled up: start after them.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO rollup_cursor (id, through_seq) SELECT 1, COALESCE(MAX(value), 0) FROM seq_cursor",
+            )
+            .await?;
         use RetentionMarks as M;
         manager
             .create_table(
@@ -116,6 +151,9 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(RetentionMarks::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(RollupCursor::Table).to_owned())
             .await?;
         manager
             .drop_table(Table::drop().table(Rollups::Table).to_owned())

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::rollup::Pending;
 use super::tables::{for_table, MessageTable};
 use crate::commands::{self, AckEffect};
 use crate::domain::{
@@ -107,7 +108,18 @@ pub struct Writer<R> {
     healthy: bool,
     /// Once shutdown has begun: when the whole drain stops retrying failed commits.
     give_up_at: Option<Instant>,
+    /// Figures of committed messages not yet written to `rollups` (see [`super::rollup`]).
+    rollups: Pending,
+    /// When the pending figures must be written at the latest.
+    rollups_due: Instant,
 }
+
+/// How long committed messages' figures may wait in memory before they are written to
+/// `rollups`, while the writer is busy (when its queue is empty they go at once).
+const ROLLUP_EVERY: Duration = Duration::from_secs(1);
+
+/// Pending rollup rows that force a write before [`ROLLUP_EVERY`].
+const ROLLUP_MAX_PENDING: usize = 20_000;
 
 /// Rows per INSERT statement, under SQLite's and PostgreSQL's bind-parameter limits.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -136,12 +148,19 @@ impl<R: Send + 'static> Writer<R> {
             last_seq,
             healthy: true,
             give_up_at: None,
+            rollups: Pending::new(),
+            rollups_due: Instant::now(),
         };
         (writer, StoreHandle { tx })
     }
 
     /// Runs until shutdown, then commits what was already received and returns.
     pub async fn run(mut self) {
+        match super::rollup::recover(&self.db).await {
+            Ok(0) => {}
+            Ok(n) => log::info!("store: rolled up {n} messages a previous run had not"),
+            Err(e) => log::error!("store: could not roll up what a previous run left: {e}"),
+        }
         let mut batch = Vec::with_capacity(self.config.batch_max);
         loop {
             tokio::select! {
@@ -164,6 +183,7 @@ impl<R: Send + 'static> Writer<R> {
             }
         }
         self.commit(&mut batch).await;
+        self.flush_rollups().await;
         // Returning drops the receipts' sender: the MQTT task acks the last ones and disconnects.
         log::info!("store: drained and stopped at seq {}", self.last_seq);
     }
@@ -206,14 +226,33 @@ impl<R: Send + 'static> Writer<R> {
         let window = self.config.dedup_window;
         let announce = self.config.announce.as_deref();
         let started = std::time::Instant::now();
+        // Rollups are written with this batch in a shared group (other instances read them
+        // back and write their own), when nothing else waits, or when they have waited long
+        // enough; otherwise the batch's figures join the pending ones.
+        let flush = announce.is_some()
+            || self.rx.is_empty()
+            || Instant::now() >= self.rollups_due
+            || self.rollups.len() >= ROLLUP_MAX_PENDING;
         let committed = loop {
             let busy;
-            match write_batch(&self.db, batch, suspect_all, last_seq - window, announce).await {
+            let rollups = flush.then_some(&self.rollups);
+            match write_batch(
+                &self.db,
+                batch,
+                suspect_all,
+                last_seq - window,
+                announce,
+                rollups,
+            )
+            .await
+            {
                 Ok(Written {
                     messages: committed,
                     dropped,
                     unknown_acks,
+                    rollups,
                 }) => {
+                    self.rolled_up(rollups);
                     for _ in 0..unknown_acks {
                         self.metrics.reject(RejectReason::UnknownRequest);
                     }
@@ -265,7 +304,9 @@ impl<R: Send + 'static> Writer<R> {
             // refusal of this batch, and isolating would store good messages as rejected.
             if failures >= 3 && !busy && self.db.ping().await.is_ok() {
                 // The database answers, yet refuses this batch: something in it cannot be stored.
-                break self.isolate(batch, last_seq - window).await;
+                let committed = self.isolate(batch, last_seq - window).await;
+                self.flush_rollups().await;
+                break committed;
             }
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -309,6 +350,45 @@ impl<R: Send + 'static> Writer<R> {
 }
 
 impl<R> Writer<R> {
+    /// After one isolated message's commit: its figures join the pending ones (in a shared
+    /// group it wrote them itself, and nothing is pending).
+    fn rolled_up_isolated(&mut self, figures: Option<Pending>) {
+        if let Some(figures) = figures {
+            super::rollup::merge(&mut self.rollups, figures);
+        }
+    }
+
+    /// After a commit: the batch's figures if it did not write them, else it wrote the pending
+    /// ones too.
+    fn rolled_up(&mut self, batch: Option<Pending>) {
+        match batch {
+            Some(figures) => super::rollup::merge(&mut self.rollups, figures),
+            None => {
+                self.rollups.clear();
+                self.rollups_due = Instant::now() + ROLLUP_EVERY;
+            }
+        }
+    }
+
+    /// Writes the pending rollups in a transaction of their own (at shutdown, after isolating
+    /// a batch); on failure they stay for the next commit, and a restart recovers them.
+    async fn flush_rollups(&mut self) {
+        if self.rollups.is_empty() {
+            return;
+        }
+        let through = self.last_seq;
+        let result = async {
+            let txn = super::begin_write(&self.db).await?;
+            super::rollup::flush(&txn, &self.rollups, &Pending::new(), through).await?;
+            txn.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => self.rolled_up(None),
+            Err(e) => log::warn!("store: writing rollups failed, kept for later: {e}"),
+        }
+    }
+
     /// Writes `batch` one message at a time; a message the database refuses on its own is kept
     /// in `rejected_messages` as `storage_error`, so that one bad message cannot stall ingest.
     async fn isolate(&mut self, batch: &mut [Incoming<R>], dedup_floor: i64) -> Vec<StoredMessage> {
@@ -316,17 +396,21 @@ impl<R> Writer<R> {
         for msg in batch.iter_mut() {
             let mut refusals = 0;
             loop {
+                let none = Pending::new();
+                let rollups = self.config.announce.is_some().then_some(&none);
                 match write_batch(
                     &self.db,
                     std::slice::from_mut(msg),
                     true,
                     dedup_floor,
                     self.config.announce.as_deref(),
+                    rollups,
                 )
                 .await
                 {
                     Ok(written) => {
                         committed.extend(written.messages);
+                        self.rolled_up_isolated(written.rollups);
                         break;
                     }
                     Err(e) if !is_busy(&e) && self.db.ping().await.is_ok() => {
@@ -426,6 +510,7 @@ async fn write_batch<R>(
     suspect_all: bool,
     dedup_floor: i64,
     announce: Option<&str>,
+    rollups: Option<&Pending>,
 ) -> Result<Written, DbErr> {
     let txn = super::begin_write(db).await?;
 
@@ -602,7 +687,16 @@ async fn write_batch<R>(
             .copied()
             .ok_or_else(|| DbErr::Custom(format!("no row id returned for seq {}", msg.seq)))?;
     }
-    super::rollup::record(&txn, &out).await?;
+    let figures = super::rollup::summarize(&out);
+    let seqs = (accepted.len() + resolved) as i64;
+    let rollups = match rollups {
+        // With seqs reserved this transaction holds the cursor's lock: writers take turns.
+        Some(pending) if seqs > 0 => {
+            super::rollup::flush(&txn, pending, &figures, first_seq + seqs - 1).await?;
+            None
+        }
+        _ => Some(figures),
+    };
     let events = commands::store_acks(
         &txn,
         &effects,
@@ -654,6 +748,7 @@ async fn write_batch<R>(
         messages: out,
         dropped,
         unknown_acks: unknown_acks.len(),
+        rollups,
     })
 }
 
@@ -665,6 +760,8 @@ struct Written {
     dropped: usize,
     /// Answers to no known command, kept as rejected messages.
     unknown_acks: usize,
+    /// Its messages' rollup figures when it did not write them (they are pending).
+    rollups: Option<Pending>,
 }
 
 /// The ids of the vehicles named by a code in `accepted`; a code seen for the first time is
