@@ -203,6 +203,12 @@ impl Application {
             Err(why) => log::warn!("{why}"),
         }
         tasks.spawn(commands.clone().run(sent_rx, shutdown.clone()));
+        // Before anything is stored or served: what a crashed run had not rolled up.
+        match crate::store::rollup::recover(&db).await {
+            Ok(0) => {}
+            Ok(n) => log::info!("store: rolled up {n} messages a previous run had not"),
+            Err(e) => log::error!("store: could not roll up what a previous run left: {e}"),
+        }
         let (writer, store_handle) = Writer::new(
             db.clone(),
             feed,

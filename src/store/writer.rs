@@ -156,11 +156,6 @@ impl<R: Send + 'static> Writer<R> {
 
     /// Runs until shutdown, then commits what was already received and returns.
     pub async fn run(mut self) {
-        match super::rollup::recover(&self.db).await {
-            Ok(0) => {}
-            Ok(n) => log::info!("store: rolled up {n} messages a previous run had not"),
-            Err(e) => log::error!("store: could not roll up what a previous run left: {e}"),
-        }
         let mut batch = Vec::with_capacity(self.config.batch_max);
         loop {
             tokio::select! {

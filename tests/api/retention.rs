@@ -433,3 +433,47 @@ async fn bad_bucket_parameters_are_refused_by_name() {
     assert_eq!((status, &body["parameter"]), (400, &Value::from("bucket")));
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn what_a_crash_left_out_of_the_rollups_is_rolled_up_at_the_restart() {
+    let resources = Resources::fresh().await;
+    let mut app = spawn_with(resources.clone(), |_| {}).await;
+    for n in 0..30 {
+        app.publish(
+            "1/vehicle_log",
+            format!(r#"{{"speed":{n},"latitude":-6.2,"longitude":106.8}}"#).into_bytes(),
+        )
+        .await;
+    }
+    app.wait_rows("vehicle_logs", 30).await;
+    app.stop().await;
+    // As if the run had died with its figures still in memory: nothing rolled up.
+    let sql = |s: &str| {
+        sea_orm::Statement::from_string(
+            sea_orm::ConnectionTrait::get_database_backend(&app.db),
+            s.to_owned(),
+        )
+    };
+    use sea_orm::ConnectionTrait;
+    app.db
+        .execute_raw(sql("DELETE FROM rollups"))
+        .await
+        .unwrap();
+    app.db
+        .execute_raw(sql("UPDATE rollup_cursor SET through_seq = 0"))
+        .await
+        .unwrap();
+
+    let mut app = spawn_with(resources, |_| {}).await;
+    let (_, answer) = app.get("/api/vehicles/1/vehicle_log?bucket=1h").await;
+    let counted: i64 = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counted, 30, "{answer}");
+    let items = all_items(&app, 1, "vehicle_log").await;
+    check_buckets(&answer, &items, 3600, "after recovery");
+    app.stop().await;
+}
