@@ -476,4 +476,29 @@ async fn what_a_crash_left_out_of_the_rollups_is_rolled_up_at_the_restart() {
     let items = all_items(&app, 1, "vehicle_log").await;
     check_buckets(&answer, &items, 3600, "after recovery");
     app.stop().await;
+
+    // A million seqs no gateway run stored (a bulk load): the start does not wait to read
+    // them; they are left out of the rollups.
+    app.db
+        .execute_raw(sql("UPDATE seq_cursor SET value = value + 1000000"))
+        .await
+        .unwrap();
+    let resources = app.resources.clone();
+    let mut app = spawn_with(resources, |_| {}).await;
+    let one = |q: &'static str| {
+        let db = app.db.clone();
+        async move {
+            db.query_one_raw(sql(q))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        one("SELECT through_seq FROM rollup_cursor").await,
+        one("SELECT value FROM seq_cursor").await
+    );
+    app.stop().await;
 }

@@ -237,8 +237,8 @@ pg_copy() {
 # seed_sqlite FILE ROWS: ROWS vehicle_logs of vehicle 1, received (and timestamped) evenly from
 # 3 days to 2 days ago, in one INSERT ... SELECT of a recursive CTE, into a SQLite database the
 # gateway has created (and is not running on). Their seqs follow seq_cursor's value, which
-# moves past them; times are written as the gateway writes them (RFC 3339, +00:00), which
-# SQLite compares as text.
+# moves past them (and so does rollup_cursor: they are old data, not rolled up); times are
+# written as the gateway writes them (RFC 3339, +00:00), which SQLite compares as text.
 seed_sqlite() {
   local file=$1 rows=$2 from
   from=$(( $(date +%s) - 3 * 86400 ))
@@ -258,6 +258,7 @@ INSERT INTO vehicle_logs (seq, vehicle_id, battery_voltage, latitude, longitude,
          (k * 3) % 360, 2.0 + (k % 50) * 0.1, 'AUTO', 1, '{}', at, at, k + 1
   FROM t, cursor;
 UPDATE seq_cursor SET value = value + $rows WHERE id = 1;
+UPDATE rollup_cursor SET through_seq = (SELECT value FROM seq_cursor WHERE id = 1) WHERE id = 1;
 COMMIT;
 PRAGMA wal_checkpoint(TRUNCATE);
 SQL
@@ -285,6 +286,7 @@ INSERT INTO vehicle_logs (seq, vehicle_id, battery_voltage, latitude, longitude,
        generate_series(1, :rows) k,
        LATERAL (SELECT now() - interval '3 days' + (k - 1) * (interval '1 day' / :rows) AS at) t;
 UPDATE seq_cursor SET value = value + :rows WHERE id = 1;
+UPDATE rollup_cursor SET through_seq = (SELECT value FROM seq_cursor WHERE id = 1) WHERE id = 1;
 SQL
   psql "$url" -X -q -v ON_ERROR_STOP=1 -c 'VACUUM ANALYZE vehicle_logs'
 }
