@@ -14,6 +14,8 @@
 mod conflate;
 pub mod frame;
 
+#[cfg(test)]
+use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -218,9 +220,54 @@ struct Client {
     conflation: Option<Arc<Conflation>>,
 }
 
+/// Who may receive a vehicle's messages: the clients whose filter takes every vehicle, and
+/// the others by the vehicles their filter names. A message is offered to those only, so its
+/// cost is its receivers, not every client (a vehicle stream's message used to be checked
+/// against all of them).
+#[derive(Default)]
+struct Receivers {
+    fleet: HashSet<ClientId>,
+    by_vehicle: HashMap<i64, HashSet<ClientId>>,
+}
+
+impl Receivers {
+    fn add(&mut self, id: ClientId, filter: &Filter) {
+        if filter.all {
+            self.fleet.insert(id);
+        } else {
+            for v in &filter.vehicles {
+                self.by_vehicle.entry(*v).or_default().insert(id);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: ClientId, filter: &Filter) {
+        if filter.all {
+            self.fleet.remove(&id);
+        } else {
+            for v in &filter.vehicles {
+                if let Some(ids) = self.by_vehicle.get_mut(v) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_vehicle.remove(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every client that may want a message of `vehicle`, each once.
+    fn of(&self, vehicle: i64) -> impl Iterator<Item = &ClientId> {
+        self.fleet
+            .iter()
+            .chain(self.by_vehicle.get(&vehicle).into_iter().flatten())
+    }
+}
+
 /// The hub task's private state.
 pub struct Hub {
     clients: HashMap<ClientId, Client>,
+    receivers: Receivers,
     next_id: ClientId,
     last_seq: i64,
     queue: usize,
@@ -243,6 +290,7 @@ impl Hub {
         let connections = Arc::new(AtomicUsize::new(0));
         let hub = Hub {
             clients: HashMap::new(),
+            receivers: Receivers::default(),
             next_id: 1,
             last_seq,
             queue,
@@ -291,6 +339,7 @@ impl Hub {
                 self.next_id += 1;
                 let (tx, frames) = mpsc::channel(self.queue);
                 let lagged = Arc::new(Notify::new());
+                self.receivers.add(id, &filter);
                 self.clients.insert(
                     id,
                     Client {
@@ -313,12 +362,14 @@ impl Hub {
                     _slot: slot,
                 };
                 if reply.send(registration).is_err() {
-                    self.clients.remove(&id);
+                    self.remove(id);
                 }
             }
             Command::Update { id, change, reply } => {
                 if let Some(client) = self.clients.get_mut(&id) {
+                    self.receivers.remove(id, &client.filter);
                     client.filter.apply(change);
+                    self.receivers.add(id, &client.filter);
                     let _ = reply.send(client.filter.clone());
                 }
             }
@@ -328,12 +379,16 @@ impl Hub {
                     let _ = reply.send(self.last_seq);
                 }
             }
-            Command::Unregister(id) => {
-                self.clients.remove(&id);
-            }
+            Command::Unregister(id) => self.remove(id),
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+        }
+    }
+
+    fn remove(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.remove(&id) {
+            self.receivers.remove(id, &client.filter);
         }
     }
 
@@ -352,10 +407,13 @@ impl Hub {
                 .max(0);
             lags.observe(lag as f64 / 1e6);
             let mut frame = None;
-            for (id, client) in &mut self.clients {
+            for id in self.receivers.of(msg.vehicle_id) {
+                let Some(client) = self.clients.get_mut(id) else {
+                    continue;
+                };
                 if client.lagging
                     || !client.filter.matches(msg.vehicle_id, msg.kind)
-                    || dropped.contains(id)
+                    || (!dropped.is_empty() && dropped.contains(id))
                 {
                     continue;
                 }
@@ -396,7 +454,7 @@ impl Hub {
         }
         lags.flush();
         for id in dropped {
-            self.clients.remove(&id);
+            self.remove(id);
         }
         if let Some(last) = batch.last() {
             self.last_seq = last.seq;
@@ -438,5 +496,39 @@ impl Hub {
             connections_by_stream: by_stream,
             connections_by_vehicle: by_vehicle,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MessageType;
+
+    fn ids(r: &Receivers, vehicle: i64) -> Vec<ClientId> {
+        let mut v: Vec<_> = r.of(vehicle).copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn receivers_are_the_fleet_clients_and_those_naming_the_vehicle_each_once() {
+        let types = BTreeSet::from([MessageType::VehicleLog]);
+        let mut fleet = Filter::all_vehicles(types.clone());
+        fleet.vehicles.insert(1); // "all" and a vehicle: still one receiver
+        let one = Filter::vehicle(1, types.clone());
+        let mut both = Filter::vehicle(1, types.clone());
+        both.vehicles.insert(2);
+        let mut r = Receivers::default();
+        r.add(10, &fleet);
+        r.add(11, &one);
+        r.add(12, &both);
+        assert_eq!(ids(&r, 1), [10, 11, 12]);
+        assert_eq!(ids(&r, 2), [10, 12]);
+        assert_eq!(ids(&r, 3), [10]);
+        r.remove(12, &both);
+        r.remove(10, &fleet);
+        assert_eq!(ids(&r, 1), [11]);
+        assert!(ids(&r, 2).is_empty());
+        assert!(!r.by_vehicle.contains_key(&2), "empty lists are dropped");
     }
 }
