@@ -16,7 +16,7 @@
 #                   comparisons: build the older commit in a worktree and point this at it)
 #   BENCH_OUT       where the JSON results and gateway logs go (default: a new /tmp/seano-bench.* dir)
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
-#                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, idle, slow,
+#                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, vehicle-many, idle, slow,
 #                   cluster-ingest-one, cluster-ingest-two, cluster-one, cluster-two, baseline,
 #                   commands-100, commands-100-tuned, purge-sqlite, purge-pg, history)
 #   BENCH_PURGE_ROWS      old rows seeded for the purge scenarios (default 2,000,000 on SQLite,
@@ -459,6 +459,9 @@ INGEST_PUBS=$(( QUICK ? 5 : 100 ))
 CMD_BOATS=$(( QUICK ? 5 : 100 ))
 CMD_DUR=$(( QUICK ? 2 : 25 ))
 VEH_PUBS=$(( QUICK ? 5 : 100 ))
+# Many vehicle streams: every client on a stream of its own vehicle's.
+MANY_CLIENTS=$(( QUICK ? 20 : 10000 ))
+MANY_VEHICLES=$(( QUICK ? 5 : 1000 ))
 INGEST_DUR=$(( QUICK ? 2 : 10 ))
 RAMP_DUR=$(( QUICK ? 1 : 5 ))
 PURGE_DUR=${BENCH_PURGE_DURATION:-$(( QUICK ? 3 : 30 ))}
@@ -485,6 +488,8 @@ scenario ramp "fan-out ramp: ${CLIENTS} clients on /api/ws" sqlite "$MQTT_URL" \
   --ramp --ramp-p99-ms 100 --ramp-max-steps "$RAMP_STEPS"
 scenario vehicle "vehicle streams: ${CLIENTS} clients over ${VEH_PUBS} streams, ${VEH_RATE} msg/s" sqlite "$MQTT_URL" \
   --clients "$CLIENTS" --mode vehicle --publishers "$VEH_PUBS" --rate "$VEH_RATE" --duration "$DUR"
+scenario vehicle-many "vehicle streams: ${MANY_CLIENTS} clients over ${MANY_VEHICLES} streams, ${VEH_RATE} msg/s" sqlite "$MQTT_URL" \
+  --clients "$MANY_CLIENTS" --mode vehicle --publishers "$MANY_VEHICLES" --rate "$VEH_RATE" --duration "$DUR" --warmup 5
 scenario idle "idle: ${IDLE_CLIENTS} clients, heartbeats on" sqlite "$MQTT_URL" \
   --idle --clients "$IDLE_CLIENTS" --duration "$IDLE_DUR" --warmup 2
 scenario slow "slow consumers: fan-out with ${SLOW_RATIO} of clients not reading" sqlite "$MQTT_URL" \
