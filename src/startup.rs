@@ -209,7 +209,7 @@ impl Application {
             Ok(n) => log::info!("store: rolled up {n} messages a previous run had not"),
             Err(e) => log::error!("store: could not roll up what a previous run left: {e}"),
         }
-        let (writer, store_handle) = Writer::new(
+        let (writer, store_handle, rollup_sync) = Writer::new(
             db.clone(),
             feed,
             receipts,
@@ -297,6 +297,7 @@ impl Application {
             ingest_stall: Duration::from_secs(settings.ingest_stall_secs),
             instance: instance.clone(),
             commands,
+            rollup_sync,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -43,6 +43,8 @@ pub struct AppState {
     /// Who this instance is (stats, metrics, `/api/cluster`).
     pub instance: crate::cluster::Instance,
     pub commands: crate::commands::Commands,
+    /// Bucketed history of whole minutes asks the writer for its pending rollups first.
+    pub rollup_sync: crate::store::rollup::RollupSync,
 }
 
 /// Who may call a route. `Protected` handlers take an [`access`] extractor; the route test

@@ -582,9 +582,7 @@ pub async fn track(
             bucket_secs: secs,
             limit,
         };
-        let buckets = rollup::buckets(&state.db, &q)
-            .await
-            .map_err(|e| internal(e, "reading a bucketed track"))?;
+        let buckets = read_buckets(&state, &q).await?;
         let total = buckets
             .buckets
             .iter()
@@ -677,14 +675,23 @@ fn bucket_limit(params: &mut Params, name: &'static str) -> Result<usize, ApiErr
     Ok(limit as usize)
 }
 
+/// Bucketed history: whole minutes come from the rollups, once the writer has written what it
+/// committed.
+async fn read_buckets(state: &AppState, q: &BucketQuery) -> Result<rollup::Buckets, ApiError> {
+    if q.bucket_secs % 60 == 0 {
+        state.rollup_sync.sync().await;
+    }
+    rollup::buckets(&state.db, q)
+        .await
+        .map_err(|e| internal(e, "reading bucketed history"))
+}
+
 async fn bucket_page(
     state: &AppState,
     q: &BucketQuery,
     text: String,
 ) -> Result<BucketPage, ApiError> {
-    let answer = rollup::buckets(&state.db, q)
-        .await
-        .map_err(|e| internal(e, "reading bucketed history"))?;
+    let answer = read_buckets(state, q).await?;
     let table = match answer.source {
         Source::Rollup => Table::Rollups,
         Source::Raw => Table::of(q.kind),

@@ -8,9 +8,10 @@
 //! value of the latest message, by timestamp then seq, that had the field), and the count.
 //!
 //! Rewriting a minute's rows for every batch cost ingest a quarter of its rate on PostgreSQL,
-//! so under load the writer keeps the figures of what it committed in memory ([`Pending`]) and
-//! writes them, in a batch's own transaction, about once a second, whenever its queue is empty,
-//! and always in a shared group. `rollup_cursor` records through which seq everything is rolled
+//! so the writer keeps the figures of what it committed in memory ([`Pending`]) and writes
+//! them about once a second (in a batch's own transaction, or on their own when no batch
+//! comes), always in a shared group, and at once when a bucketed query asks ([`RollupSync`]):
+//! a reader sees every committed message. `rollup_cursor` records through which seq everything is rolled
 //! up, in the same transaction, so a crash loses nothing: at start-up [`recover`] rolls up what
 //! came after it from the rows.
 
@@ -232,6 +233,32 @@ pub fn bucket_start(t: DateTime<Utc>, bucket_secs: i64) -> DateTime<Utc> {
     let ms = t.timestamp_millis();
     let size = bucket_secs * 1000;
     ms_time(ms.div_euclid(size) * size)
+}
+
+/// Asks the store's writer to write its pending figures now, for a reader that wants the
+/// rollups complete up to the last commit (bucketed history of whole minutes).
+#[derive(Clone)]
+pub struct RollupSync {
+    tx: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RollupSync {
+    pub fn new() -> (
+        RollupSync,
+        tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        (RollupSync { tx }, rx)
+    }
+
+    /// Returns once everything committed before the call is in `rollups` (or the writer has
+    /// stopped, having written what it had).
+    pub async fn sync(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(done).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 /// A rollup row's key: vehicle, type, sensor, minute.

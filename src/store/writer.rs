@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::rollup::Pending;
+use super::rollup::{Pending, RollupSync};
 use super::tables::{for_table, MessageTable};
 use crate::commands::{self, AckEffect};
 use crate::domain::{
@@ -112,6 +112,8 @@ pub struct Writer<R> {
     rollups: Pending,
     /// When the pending figures must be written at the latest.
     rollups_due: Instant,
+    /// Readers asking for the pending figures to be written now.
+    rollup_sync: mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// How long committed messages' figures may wait in memory before they are written to
@@ -135,8 +137,9 @@ impl<R: Send + 'static> Writer<R> {
         config: WriterConfig,
         last_seq: i64,
         shutdown: CancellationToken,
-    ) -> (Writer<R>, StoreHandle<R>) {
+    ) -> (Writer<R>, StoreHandle<R>, RollupSync) {
         let (tx, rx) = mpsc::channel(config.queue);
+        let (sync, rollup_sync) = RollupSync::new();
         let writer = Writer {
             db,
             rx,
@@ -150,21 +153,34 @@ impl<R: Send + 'static> Writer<R> {
             give_up_at: None,
             rollups: Pending::new(),
             rollups_due: Instant::now(),
+            rollup_sync,
         };
-        (writer, StoreHandle { tx })
+        (writer, StoreHandle { tx }, sync)
     }
 
     /// Runs until shutdown, then commits what was already received and returns.
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.config.batch_max);
         loop {
+            let due = self.rollups_due;
+            let pending = !self.rollups.is_empty();
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
+                Some(done) = self.rollup_sync.recv() => {
+                    self.flush_rollups().await;
+                    let _ = done.send(());
+                    continue;
+                }
                 msg = self.rx.recv() => match msg {
                     Some(msg) => batch.push(msg),
                     None => break,
                 },
+                // No batch came to carry them: the pending figures go on their own.
+                _ = sleep_until(due), if pending => {
+                    self.flush_rollups().await;
+                    continue;
+                }
             }
             self.fill(&mut batch).await;
             self.commit(&mut batch).await;
@@ -179,6 +195,11 @@ impl<R: Send + 'static> Writer<R> {
         }
         self.commit(&mut batch).await;
         self.flush_rollups().await;
+        // Readers waiting on the rollups: what could be written was.
+        self.rollup_sync.close();
+        while let Ok(done) = self.rollup_sync.try_recv() {
+            let _ = done.send(());
+        }
         // Returning drops the receipts' sender: the MQTT task acks the last ones and disconnects.
         log::info!("store: drained and stopped at seq {}", self.last_seq);
     }
@@ -222,10 +243,9 @@ impl<R: Send + 'static> Writer<R> {
         let announce = self.config.announce.as_deref();
         let started = std::time::Instant::now();
         // Rollups are written with this batch in a shared group (other instances read them
-        // back and write their own), when nothing else waits, or when they have waited long
-        // enough; otherwise the batch's figures join the pending ones.
+        // back and write their own) or when they have waited long enough; otherwise the
+        // batch's figures join the pending ones.
         let flush = announce.is_some()
-            || self.rx.is_empty()
             || Instant::now() >= self.rollups_due
             || self.rollups.len() >= ROLLUP_MAX_PENDING;
         let committed = loop {

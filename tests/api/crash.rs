@@ -87,27 +87,34 @@ async fn kill_9_under_qos1_traffic_then_restart_stores_every_message_exactly_onc
 
     // The per-minute rollups count every stored message once: what the killed run had not
     // yet written to them was rolled up from the rows at the restart.
-    let sql = "SELECT kind, SUM(count) FROM rollups GROUP BY kind ORDER BY kind";
-    let rows = db
-        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap();
-    let rolled: Vec<(String, i64)> = rows
-        .iter()
-        .map(|r| {
-            let kind: String = r.try_get_by_index(0).unwrap();
-            // SUM is numeric on PostgreSQL, integer on SQLite.
-            let n = r
-                .try_get_by_index::<i64>(1)
-                .or_else(|_| {
-                    r.try_get_by_index::<sea_orm::prelude::Decimal>(1)
-                        .map(|d| d.to_string().parse().unwrap())
-                })
-                .unwrap();
-            (kind, n)
-        })
-        .collect();
+    // The running gateway writes its own figures within a second.
+    let rolled = || async {
+        let sql = "SELECT kind, SUM(count) FROM rollups GROUP BY kind ORDER BY kind";
+        let rows = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get_by_index(0).unwrap();
+                // SUM is numeric on PostgreSQL, integer on SQLite.
+                let n = r
+                    .try_get_by_index::<i64>(1)
+                    .or_else(|_| {
+                        r.try_get_by_index::<sea_orm::prelude::Decimal>(1)
+                            .map(|d| d.to_string().parse().unwrap())
+                    })
+                    .unwrap();
+                (kind, n)
+            })
+            .collect::<Vec<(String, i64)>>()
+    };
     let third = (total / 3) as i64;
+    wait_for("the rollups to count every stored message", || async {
+        rolled().await.iter().map(|(_, n)| n).sum::<i64>() >= 3 * third
+    })
+    .await;
+    let rolled = rolled().await;
     assert_eq!(
         rolled,
         [
