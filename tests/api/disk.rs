@@ -97,13 +97,7 @@ async fn a_full_disk_holds_ingest_back_and_it_resumes_by_itself_when_space_retur
     assert_eq!(stats["database"]["full"], true, "{stats}");
     let error = stats["database"]["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("full") || error.contains("disk"), "{error}");
-    let mut resp = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    let metrics = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

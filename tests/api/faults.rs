@@ -339,16 +339,7 @@ async fn ready_fails_while_ingest_is_stalled_and_recovers() {
         stats["messages_per_second_by_vehicle"]["6"].as_f64() > Some(0.0),
         "{stats}"
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics);
+    let metrics = app.metrics().await;
     for line in [
         "seano_commit_seconds_count",
         "seano_batch_size_bucket{instance=\"test-gw\",le=\"+Inf\"}",

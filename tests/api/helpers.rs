@@ -170,6 +170,19 @@ impl TestApp {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// `GET /metrics`: the exposition text (status 200 checked).
+    pub async fn metrics(&self) -> String {
+        let mut resp = self
+            .http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("HTTP request");
+        assert_eq!(resp.status(), 200);
+        let body = resp.body().limit(1 << 20).await.expect("a body");
+        String::from_utf8(body.to_vec()).expect("UTF-8")
+    }
+
     async fn wait_ready(&self) {
         wait_for("the gateway to be ready", || async {
             self.get("/ready").await.0 == 200

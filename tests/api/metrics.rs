@@ -135,17 +135,7 @@ async fn metrics_after_traffic_parse_as_prometheus_text_with_every_documented_fa
     let _ws = app.connect_ws("/api/ws").await;
     app.publish("1/vehicle_log", r#"{"mode":"AUTO"}"#).await;
     app.publish("1/vehicle_log", "not json").await;
-    let scrape = || async {
-        let mut resp = app
-            .http
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .expect("HTTP request");
-        assert_eq!(resp.status(), 200);
-        let body = resp.body().limit(1 << 20).await.expect("a body");
-        String::from_utf8(body.to_vec()).expect("UTF-8")
-    };
+    let scrape = || app.metrics();
     wait_for("the metrics to count the traffic", || async {
         let text = scrape().await;
         text.contains(

@@ -18,13 +18,7 @@ fn period(s: &str) -> Period {
 
 /// `table`'s purged count in `/metrics`.
 async fn purged_metric(app: &crate::helpers::TestApp, table: &str) -> u64 {
-    let mut resp = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    let body = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    let body = app.metrics().await;
     let prefix = "seano_rows_purged_total{";
     body.lines()
         .find(|l| l.starts_with(prefix) && l.contains(&format!("table=\"{table}\"")))
