@@ -34,9 +34,6 @@ pub const DEFAULT_TRACK_POINTS: usize = 1000;
 pub const MAX_BUCKETS: u64 = 10_000;
 pub const DEFAULT_BUCKETS: u64 = 1000;
 
-/// The longest bucket.
-pub const MAX_BUCKET_SECS: i64 = 31 * 86_400;
-
 /// `GET /api/vehicles`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VehicleList {
@@ -364,11 +361,12 @@ struct HistoryParams {
     limit: Option<u64>,
     /// `asc` (oldest first, the default) or `desc` (newest first), by seq.
     order: Option<SortOrder>,
-    /// One item per bucket of this size (`10s`, `1m`, `1h`, `1d`; at most 31 days) instead
-    /// of messages: per numeric field min, max, mean and last, the count, the last position.
-    /// Buckets align on the Unix epoch; `from`/`to` widen to whole buckets; `limit` counts
-    /// buckets (1 to 10000, default 1000); not with `after_seq`, `before_seq` or `order=desc`.
-    #[param(example = "1m")]
+    /// One item per bucket of this size (`10s`, `1m`, `1h`, `1d`: 1 to 999 and a unit, s, m,
+    /// h, d or w) instead of messages: per numeric field min, max, mean and last, the count,
+    /// the last position. Buckets align on the Unix epoch; `from`/`to` widen to whole buckets;
+    /// `limit` counts buckets (1 to 10000, default 1000); not with `after_seq`, `before_seq`
+    /// or `order=desc` (a 400 naming them).
+    #[param(example = "1m", pattern = "^[1-9][0-9]{0,2}[smhdw]$")]
     bucket: Option<String>,
 }
 
@@ -547,8 +545,8 @@ pub async fn history(
         ("to" = Option<String>, Query, format = DateTime, description = "Only positions before this time (RFC 3339)"),
         ("points" = Option<u64>, Query, minimum = 1, maximum = 10000,
          description = "At most this many points (1 to 10000, default 1000): a longer track is downsampled evenly in time order, first and last kept; 1 gives the latest position. With `bucket=`: at most this many buckets"),
-        ("bucket" = Option<String>, Query, example = "1m",
-         description = "One point per bucket of this size (`10s`, `1m`, `1h`; at most 31 days): the last position in it. Whole minutes are read from the per-minute rollups"),
+        ("bucket" = Option<String>, Query, example = "1m", pattern = "^[1-9][0-9]{0,2}[smhdw]$",
+         description = "One point per bucket of this size (`10s`, `1m`, `1h`: 1 to 999 and a unit, s, m, h, d or w): the last position in it. Whole minutes are read from the per-minute rollups"),
     ),
     responses(
         (status = 200, description = "The track", body = Track),
@@ -646,17 +644,20 @@ pub async fn track(
 
 /// `bucket=`: its text as given and its length in seconds.
 fn parse_bucket(raw: &str) -> Result<(String, i64), ApiError> {
-    let bad = |why: String| ApiError::bad_parameter("bucket", why);
+    let digits = raw.len().saturating_sub(1);
+    let well_formed = raw.is_ascii()
+        && (1..=3).contains(&digits)
+        && raw.as_bytes()[0] != b'0'
+        && raw[..digits].bytes().all(|b| b.is_ascii_digit());
     let secs = match raw.parse::<Period>() {
-        Ok(Period(Some(d))) => d.as_secs() as i64,
-        Ok(Period(None)) => {
-            return Err(bad("must be a duration such as 10s, 1m or 1h, not 0".into()))
+        Ok(Period(Some(d))) if well_formed => d.as_secs() as i64,
+        _ => {
+            return Err(ApiError::bad_parameter(
+                "bucket",
+                format!("'{raw}' is not a bucket size: 1 to 999 and a unit, s, m, h, d or w (10s, 1m, 15m, 1h, 1d)"),
+            ))
         }
-        Err(e) => return Err(bad(e.replace("0 to keep forever", "nothing else"))),
     };
-    if secs > MAX_BUCKET_SECS {
-        return Err(bad(format!("'{raw}' is longer than 31 days")));
-    }
     Ok((raw.to_owned(), secs))
 }
 
