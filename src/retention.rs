@@ -386,11 +386,7 @@ async fn mark_time(
     table: Table,
     cutoff: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let exists = retention_mark::Entity::find_by_id(table.name().to_owned())
-        .one(db)
-        .await?
-        .is_some();
-    if exists {
+    if history_begins(db, table).await?.is_some() {
         let txn = crate::store::begin_write(db).await?;
         mark(&txn, table, 0, cutoff, 0).await?;
         txn.commit().await?;
@@ -408,6 +404,18 @@ pub async fn marks(
         .into_iter()
         .map(|m| (m.table_name.clone(), m))
         .collect())
+}
+
+/// Where retention has left `table`'s history beginning: everything received before this is
+/// gone. `None` while it has removed nothing.
+pub async fn history_begins(
+    db: &impl ConnectionTrait,
+    table: Table,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Ok(retention_mark::Entity::find_by_id(table.name().to_owned())
+        .one(db)
+        .await?
+        .map(|m| m.purged_before))
 }
 
 /// The highest seq purged among the tables of `types`: a stream resuming from below it has

@@ -465,7 +465,7 @@ pub async fn history(
                 "bucketed history is oldest first only",
             ));
         }
-        let limit = bucket_limit(&mut params, "limit")?;
+        let limit = params.take_count("limit", DEFAULT_BUCKETS, MAX_BUCKETS)? as usize;
         let q = BucketQuery {
             vehicle_id: id,
             kind,
@@ -479,16 +479,7 @@ pub async fn history(
         let page = bucket_page(&state, &q, text).await?;
         return Ok(HttpResponse::Ok().json(HistoryAnswer::Buckets(page)));
     }
-    let limit = params
-        .take_int("limit", 1)?
-        .map(|n| n as u64)
-        .unwrap_or(DEFAULT_HISTORY_LIMIT);
-    if limit > MAX_HISTORY_LIMIT {
-        return Err(ApiError::bad_parameter(
-            "limit",
-            format!("must be between 1 and {MAX_HISTORY_LIMIT}, got {limit}"),
-        ));
-    }
+    let limit = params.take_count("limit", DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT)?;
     let order = match params.take("order").as_deref() {
         None | Some("asc") => SortOrder::Asc,
         Some("desc") => SortOrder::Desc,
@@ -569,7 +560,7 @@ pub async fn track(
         .map(|raw| parse_bucket(&raw))
         .transpose()?
     {
-        let limit = bucket_limit(&mut params, "points")?;
+        let limit = params.take_count("points", DEFAULT_BUCKETS, MAX_BUCKETS)? as usize;
         ensure_vehicle(&state, id).await?;
         let q = BucketQuery {
             vehicle_id: id,
@@ -603,16 +594,11 @@ pub async fn track(
                 .collect(),
         }));
     }
-    let points = params
-        .take_int("points", 1)?
-        .map(|n| n as usize)
-        .unwrap_or(DEFAULT_TRACK_POINTS);
-    if points > MAX_TRACK_POINTS {
-        return Err(ApiError::bad_parameter(
-            "points",
-            format!("must be between 1 and {MAX_TRACK_POINTS}, got {points}"),
-        ));
-    }
+    let points = params.take_count(
+        "points",
+        DEFAULT_TRACK_POINTS as u64,
+        MAX_TRACK_POINTS as u64,
+    )? as usize;
     ensure_vehicle(&state, id).await?;
     let track = queries::track(
         &state.db,
@@ -661,21 +647,6 @@ fn parse_bucket(raw: &str) -> Result<(String, i64), ApiError> {
     Ok((raw.to_owned(), secs))
 }
 
-/// The bucket count of a bucketed query: 1 to [`MAX_BUCKETS`], default [`DEFAULT_BUCKETS`].
-fn bucket_limit(params: &mut Params, name: &'static str) -> Result<usize, ApiError> {
-    let limit = params
-        .take_int(name, 1)?
-        .map(|n| n as u64)
-        .unwrap_or(DEFAULT_BUCKETS);
-    if limit > MAX_BUCKETS {
-        return Err(ApiError::bad_parameter(
-            name,
-            format!("must be between 1 and {MAX_BUCKETS} buckets, got {limit}"),
-        ));
-    }
-    Ok(limit as usize)
-}
-
 /// Bucketed history: whole minutes come from the rollups, once the writer has written what it
 /// committed.
 async fn read_buckets(state: &AppState, q: &BucketQuery) -> Result<rollup::Buckets, ApiError> {
@@ -711,12 +682,12 @@ async fn bucket_page(
             .buckets
             .into_iter()
             .map(|b| {
-                let is_id = !b.sensor.is_empty() && b.sensor.bytes().all(|c| c.is_ascii_digit());
+                let sensor = SensorRef::parse(&b.sensor);
                 BucketItem {
                     start: format_time(b.start),
                     end: format_time(b.start + size),
-                    sensor_id: if is_id { b.sensor.parse().ok() } else { None },
-                    sensor_code: (!is_id && !b.sensor.is_empty()).then(|| b.sensor.clone()),
+                    sensor_id: sensor.as_ref().and_then(SensorRef::id),
+                    sensor_code: sensor.as_ref().and_then(|s| s.code().map(str::to_owned)),
                     count: b.acc.count,
                     position: (q.kind == MessageType::VehicleLog)
                         .then(|| b.acc.position())
@@ -749,14 +720,10 @@ async fn bucket_page(
 
 /// Where retention has left `table`'s history beginning, if it has removed anything.
 async fn history_begins(state: &AppState, table: Table) -> Result<Option<String>, ApiError> {
-    use sea_orm::EntityTrait;
-    Ok(
-        entity::retention_mark::Entity::find_by_id(table.name().to_owned())
-            .one(&state.db)
-            .await
-            .map_err(|e| internal(e, "reading retention marks"))?
-            .map(|m| format_time(m.purged_before)),
-    )
+    Ok(crate::retention::history_begins(&state.db, table)
+        .await
+        .map_err(|e| internal(e, "reading retention marks"))?
+        .map(format_time))
 }
 
 fn not_found(id: i64) -> ApiError {
@@ -846,6 +813,18 @@ impl Params {
                 format!("'{raw}' is not an integer"),
             )),
         }
+    }
+
+    /// A count from 1 to `max`, `default` when absent.
+    fn take_count(&mut self, name: &'static str, default: u64, max: u64) -> Result<u64, ApiError> {
+        let n = self.take_int(name, 1)?.map_or(default, |n| n as u64);
+        if n > max {
+            return Err(ApiError::bad_parameter(
+                name,
+                format!("must be between 1 and {max}, got {n}"),
+            ));
+        }
+        Ok(n)
     }
 
     fn take_time(&mut self, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {

@@ -212,7 +212,8 @@ fn ms_time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-/// The sensor part of a rollup's key: its code, its id, or empty for the other types.
+/// The sensor part of a rollup's key: its code or its id as [`SensorRef::parse`] reads them
+/// back; empty for the other types.
 fn sensor_key(msg: &StoredMessage) -> String {
     match (&msg.sensor_code, msg.sensor_id) {
         (Some(code), _) => code.clone(),
@@ -221,7 +222,8 @@ fn sensor_key(msg: &StoredMessage) -> String {
     }
 }
 
-fn sensor_ref_key(sensor: &SensorRef) -> String {
+/// The same key for a sensor a query names.
+fn ref_key(sensor: &SensorRef) -> String {
     match sensor {
         SensorRef::Id(id) => id.to_string(),
         SensorRef::Code(code) => code.clone(),
@@ -251,15 +253,23 @@ impl RollupSync {
         (RollupSync { tx }, rx)
     }
 
-    /// Returns once everything committed before the call is in `rollups` (or the writer has
-    /// stopped, having written what it had).
+    /// Returns once everything committed before the call is in `rollups`, or the writer has
+    /// stopped (having written what it had), or after [`SYNC_WAIT`]: a writer retrying a
+    /// commit through an outage does not hold readers, who then get rollups at most about a
+    /// second behind.
     pub async fn sync(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(done).await.is_ok() {
-            let _ = wait.await;
-        }
+        let _ = tokio::time::timeout(SYNC_WAIT, async {
+            if self.tx.send(done).await.is_ok() {
+                let _ = wait.await;
+            }
+        })
+        .await;
     }
 }
+
+/// How long a reader waits for the writer to write its pending figures.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A rollup row's key: vehicle, type, sensor, minute.
 pub type Key = (i64, MessageType, String, DateTime<Utc>);
@@ -550,7 +560,7 @@ pub async fn buckets(db: &DatabaseConnection, q: &BucketQuery) -> Result<Buckets
             .filter(C::VehicleId.eq(q.vehicle_id))
             .filter(C::Kind.eq(q.kind.as_str()));
         if let Some(sensor) = &q.sensor {
-            s = s.filter(C::Sensor.eq(sensor_ref_key(sensor)));
+            s = s.filter(C::Sensor.eq(ref_key(sensor)));
         }
         if let Some(from) = from {
             s = s.filter(C::Minute.gte(from));

@@ -365,16 +365,9 @@ impl<R: Send + 'static> Writer<R> {
 }
 
 impl<R> Writer<R> {
-    /// After one isolated message's commit: its figures join the pending ones (in a shared
-    /// group it wrote them itself, and nothing is pending).
-    fn rolled_up_isolated(&mut self, figures: Option<Pending>) {
-        if let Some(figures) = figures {
-            super::rollup::merge(&mut self.rollups, figures);
-        }
-    }
-
     /// After a commit: the batch's figures if it did not write them, else it wrote the pending
-    /// ones too.
+    /// ones too. (An isolated message in a shared group writes its own, and nothing is ever
+    /// pending there.)
     fn rolled_up(&mut self, batch: Option<Pending>) {
         match batch {
             Some(figures) => super::rollup::merge(&mut self.rollups, figures),
@@ -425,7 +418,7 @@ impl<R> Writer<R> {
                 {
                     Ok(written) => {
                         committed.extend(written.messages);
-                        self.rolled_up_isolated(written.rollups);
+                        self.rolled_up(written.rollups);
                         break;
                     }
                     Err(e) if !is_busy(&e) && self.db.ping().await.is_ok() => {

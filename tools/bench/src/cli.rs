@@ -245,6 +245,19 @@ pub enum Mode {
 }
 
 impl Args {
+    /// `mode` runs a scenario of its own: none of the fan-out variations go with it.
+    fn alone(&self, mode: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !(self.idle
+                || self.ramp
+                || self.mqtt_subscribers > 0
+                || self.slow_ratio > 0.0
+                || !self.also_gateway.is_empty()),
+            "{mode} goes with none of --idle, --ramp, --mqtt-subscribers, --slow-ratio, --also-gateway"
+        );
+        Ok(())
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.rate >= 0.0 && self.rate.is_finite(),
@@ -302,14 +315,7 @@ impl Args {
                 self.clients >= 1 && self.clients <= self.vehicles,
                 "--mode commands needs 1 to --vehicles clients (each one commands its own boats)"
             );
-            anyhow::ensure!(
-                !(self.idle
-                    || self.ramp
-                    || self.mqtt_subscribers > 0
-                    || self.slow_ratio > 0.0
-                    || !self.also_gateway.is_empty()),
-                "--mode commands goes with none of --idle, --ramp, --mqtt-subscribers, --slow-ratio, --also-gateway"
-            );
+            self.alone("--mode commands")?;
             for name in &self.commands {
                 seano_wire::command::check_command_name(name)
                     .map_err(|e| anyhow::anyhow!("--commands: {e}"))?;
@@ -327,14 +333,7 @@ impl Args {
                 self.history_timeout > 0.0 && self.history_timeout.is_finite(),
                 "--history-timeout must be > 0"
             );
-            anyhow::ensure!(
-                !(self.idle
-                    || self.ramp
-                    || self.mqtt_subscribers > 0
-                    || self.slow_ratio > 0.0
-                    || !self.also_gateway.is_empty()),
-                "--mode history goes with none of --idle, --ramp, --mqtt-subscribers, --slow-ratio, --also-gateway"
-            );
+            self.alone("--mode history")?;
         }
         if self.purge_pair.is_some() {
             anyhow::ensure!(
