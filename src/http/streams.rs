@@ -1,12 +1,14 @@
 //! The WebSocket endpoints: `/api/ws` (every vehicle) and `/api/ws/vehicle/{vehicle_id}`.
 //! Everything that can be refused is refused with an HTTP error before the upgrade.
 
+use actix_web::body::MessageBody;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access::{FleetAccess, VehicleAccess};
 use super::{ApiError, AppState};
 use crate::commands::Caller;
 use crate::hub::{parse_types, Filter, Stream};
+use crate::ws::body::FrameBody;
 use crate::ws::protocol::{StreamQuery, UpgradeHeaders};
 use crate::ws::{session, Opening, SessionContext};
 
@@ -79,8 +81,17 @@ async fn open(
     let slot = state.hub.try_reserve().ok_or_else(|| {
         ApiError::Unavailable("connection limit reached (WS_MAX_CONNECTIONS); retry later".into())
     })?;
-    let (response, session, messages) = actix_ws::handle(&req, body)
-        .map_err(|e| ApiError::bad_parameter("upgrade", e.to_string()))?;
+    // actix-ws reads the client's frames; the response body is ours (`ws::body`), which takes
+    // live frames from the hub queue itself. actix-ws's body is kept, unpolled, inside it: when
+    // the connection goes, dropping it ends the message stream.
+    let upgrade = |e: &dyn std::fmt::Display| ApiError::bad_parameter("upgrade", e.to_string());
+    let (handshake, _session, messages) = actix_ws::handle(&req, body).map_err(|e| upgrade(&e))?;
+    let (body, outbox) = FrameBody::new(state.metrics.clone(), handshake.into_body());
+    let response = actix_http::ws::handshake(req.head())
+        .map_err(|e| upgrade(&e))?
+        .message_body(body.boxed())
+        .map_err(|e| upgrade(&e))?
+        .into();
     let messages = messages
         .max_frame_size(state.max_frame_bytes)
         .aggregate_continuations()
@@ -105,7 +116,7 @@ async fn open(
         config: state.session,
         commands: state.commands.clone(),
     };
-    actix_web::rt::spawn(session::run(session, messages, opening, ctx));
+    actix_web::rt::spawn(session::run(outbox, messages, opening, ctx));
     Ok(response)
 }
 
