@@ -81,17 +81,18 @@ async fn open(
     let slot = state.hub.try_reserve().ok_or_else(|| {
         ApiError::Unavailable("connection limit reached (WS_MAX_CONNECTIONS); retry later".into())
     })?;
-    // actix-ws reads the client's frames; the response body is ours (`ws::body`), which takes
-    // live frames from the hub queue itself. actix-ws's body is kept, unpolled, inside it: when
-    // the connection goes, dropping it ends the message stream.
-    let upgrade = |e: &dyn std::fmt::Display| ApiError::bad_parameter("upgrade", e.to_string());
-    let (handshake, _session, messages) = actix_ws::handle(&req, body).map_err(|e| upgrade(&e))?;
-    let (body, outbox) = FrameBody::new(state.metrics.clone(), handshake.into_body());
-    let response = actix_http::ws::handshake(req.head())
-        .map_err(|e| upgrade(&e))?
-        .message_body(body.boxed())
-        .map_err(|e| upgrade(&e))?
-        .into();
+    // actix-ws checks the handshake and reads the client's frames; the response body is ours
+    // (`ws::body`), which takes live frames from the hub queue itself. actix-ws's body is kept,
+    // unpolled, inside it: when the connection goes, dropping it ends the message stream.
+    let (handshake, _session, messages) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::bad_parameter("upgrade", e.to_string()))?;
+    let mut outbox = None;
+    let response = handshake.map_body(|_, reader_signal| {
+        let (body, handle) = FrameBody::new(state.metrics.clone(), reader_signal);
+        outbox = Some(handle);
+        body.boxed()
+    });
+    let outbox = outbox.expect("map_body calls its closure once");
     let messages = messages
         .max_frame_size(state.max_frame_bytes)
         .aggregate_continuations()

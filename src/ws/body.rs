@@ -211,8 +211,8 @@ impl FrameBody {
     }
 
     fn chunk(&mut self) -> Option<Bytes> {
-        // `split` keeps the allocation's remainder for the next frames; once everything is
-        // written and the buffer is empty, it is released, so an idle connection holds none.
+        // `split` keeps the allocation's remainder for the next frames of a burst; a remainder
+        // under 512 bytes is let go, so a connection that only got small frames holds none.
         (!self.buf.is_empty()).then(|| {
             let chunk = self.buf.split().freeze();
             if self.buf.capacity() < 512 {
