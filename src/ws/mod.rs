@@ -2,7 +2,6 @@
 //! pings and enforces liveness and limits, and the streams' query parameters. The frames
 //! themselves are `seano_wire::frame`'s.
 
-pub mod body;
 pub mod protocol;
 pub mod session;
 
