@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use crate::helpers::{
-    spawn_with, standalone_broker, wait_for, Publisher, Resources, TcpProxy, WsEvent,
+    keep_within_broker_queue, spawn_with, standalone_broker, wait_for, Publisher, Resources,
+    TcpProxy, WsEvent,
 };
 
 #[actix_web::test]
@@ -222,6 +223,7 @@ async fn a_conflating_client_that_falls_behind_skips_to_the_latest_and_stays_con
             .await;
         if i % 50 == 49 {
             publisher.wait_acks(50).await;
+            keep_within_broker_queue(&app.db, i + 1).await;
         }
     }
     // Read everything: queued frames, then the notice, then the latest of each vehicle.

@@ -275,6 +275,29 @@ where
     }
 }
 
+/// How far a test's publisher may run ahead of what the gateway has stored. The machine's stock
+/// Mosquitto queues at most 1,000 messages for a subscriber that has not acknowledged them and
+/// drops the rest (`max_queued_messages`), and the gateway acknowledges only after commit: a
+/// test that must lose nothing, and whose gateway can fall behind on a busy machine, keeps its
+/// publisher within this of the store.
+pub const BROKER_QUEUE_LEAD: i64 = 500;
+
+/// Waits until the gateway has stored all but [`BROKER_QUEUE_LEAD`] of the `sent` messages of a
+/// fresh database.
+pub async fn keep_within_broker_queue(db: &DatabaseConnection, sent: i64) {
+    let needed = sent - BROKER_QUEUE_LEAD;
+    wait_for(
+        &format!("the gateway to store {needed} of {sent} messages"),
+        || async {
+            seano_gateway::store::replay::last_seq(db)
+                .await
+                .unwrap_or(0)
+                >= needed
+        },
+    )
+    .await;
+}
+
 /// An MQTT client that publishes at QoS 1 and knows when the broker has acked.
 pub struct Publisher {
     pub client: AsyncClient,

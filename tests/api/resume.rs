@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_with, Publisher, Resources};
+use crate::helpers::{keep_within_broker_queue, spawn_app, spawn_with, Publisher, Resources};
 
 #[actix_web::test]
 async fn resume_with_since_under_load_has_no_gap_and_no_duplicate_at_the_seam() {
@@ -10,6 +10,7 @@ async fn resume_with_since_under_load_has_no_gap_and_no_duplicate_at_the_seam() 
     let total = 1200i64;
     let prefix = app.prefix.clone();
     let mut publisher = Publisher::connect(&app.mqtt_url).await;
+    let db = app.db.clone();
     let publishing = tokio::spawn(async move {
         for i in 0..total {
             let (topic, payload) = if i % 2 == 0 {
@@ -26,6 +27,7 @@ async fn resume_with_since_under_load_has_no_gap_and_no_duplicate_at_the_seam() 
             publisher.send(&topic, payload.into_bytes()).await;
             if i % 50 == 49 {
                 publisher.wait_acks(50).await;
+                keep_within_broker_queue(&db, i + 1).await;
             }
         }
     });
