@@ -1,12 +1,14 @@
 //! The WebSocket endpoints: `/api/ws` (every vehicle) and `/api/ws/vehicle/{vehicle_id}`.
 //! Everything that can be refused is refused with an HTTP error before the upgrade.
 
+use actix_web::body::MessageBody;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access::{FleetAccess, VehicleAccess};
 use super::{ApiError, AppState};
 use crate::commands::Caller;
 use crate::hub::{parse_types, Filter, Stream};
+use crate::ws::body::FrameBody;
 use crate::ws::protocol::{StreamQuery, UpgradeHeaders};
 use crate::ws::{session, Opening, SessionContext};
 
@@ -79,8 +81,18 @@ async fn open(
     let slot = state.hub.try_reserve().ok_or_else(|| {
         ApiError::Unavailable("connection limit reached (WS_MAX_CONNECTIONS); retry later".into())
     })?;
-    let (response, session, messages) = actix_ws::handle(&req, body)
+    // actix-ws checks the handshake and reads the client's frames; the response body is ours
+    // (`ws::body`), which takes live frames from the hub queue itself. actix-ws's body is kept,
+    // unpolled, inside it: when the connection goes, dropping it ends the message stream.
+    let (handshake, _session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_parameter("upgrade", e.to_string()))?;
+    let mut outbox = None;
+    let response = handshake.map_body(|_, reader_signal| {
+        let (body, handle) = FrameBody::new(state.metrics.clone(), reader_signal);
+        outbox = Some(handle);
+        body.boxed()
+    });
+    let outbox = outbox.expect("map_body calls its closure once");
     let messages = messages
         .max_frame_size(state.max_frame_bytes)
         .aggregate_continuations()
@@ -105,7 +117,7 @@ async fn open(
         config: state.session,
         commands: state.commands.clone(),
     };
-    actix_web::rt::spawn(session::run(session, messages, opening, ctx));
+    actix_web::rt::spawn(session::run(outbox, messages, opening, ctx));
     Ok(response)
 }
 

@@ -2,14 +2,14 @@
 //! skip to the latest message per vehicle, type (and sensor).
 //!
 //! While such a client's queue is full, the hub parks frames here, one per key, the newest
-//! replacing the older (counted as skipped). Once the session has drained its queue it takes the
-//! parked frames, tells the client how many it skipped, and sends them in seq order; the hub uses
+//! replacing the older (counted as skipped). Once the client's body (`ws::body`) has drained its
+//! queue it takes the parked frames, tells the client how many it skipped, and sends them in seq order; the hub uses
 //! the queue again as soon as nothing is parked, so the client's order stays seq order.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use super::Frame;
 use crate::domain::MessageType;
@@ -28,11 +28,12 @@ pub fn key_of(msg: &crate::domain::StoredMessage) -> ConflationKey {
     (msg.vehicle_id, msg.kind, msg.sensor_id, code_hash)
 }
 
+/// Frames parked for one client. Nothing signals a parked frame: the hub parks only behind a
+/// full queue (or behind frames already parked), and the client's body takes the parked frames
+/// each time it has emptied the queue.
 #[derive(Default)]
 pub struct Conflation {
     state: Mutex<Parked>,
-    /// Signalled when frames are parked.
-    pub parked: Notify,
 }
 
 #[derive(Default)]
@@ -61,18 +62,21 @@ impl Conflation {
         if parked.frames.insert(frame.key, frame).is_some() {
             parked.skipped += 1;
         }
-        drop(parked);
-        self.parked.notify_one();
         Ok(())
     }
 
-    /// Session side, once its queue is empty: the parked frames in seq order and how many were
-    /// skipped since the last take.
-    pub fn take(&self) -> (Vec<Frame>, u64) {
+    /// The client's side: the parked frames in seq order and how many were skipped since the
+    /// last take, if its queue is empty. The hub queues and parks under this lock, so with the
+    /// queue empty here every parked frame is newer than anything queued, and the hub queues
+    /// again only after they are taken. `None`: frames were queued meanwhile; take those first.
+    pub fn take(&self, queue: &mpsc::Receiver<Frame>) -> Option<(Vec<Frame>, u64)> {
         // unwrap: see `offer`.
         let mut parked = self.state.lock().unwrap();
+        if !queue.is_empty() {
+            return None;
+        }
         let mut frames: Vec<Frame> = parked.frames.drain().map(|(_, f)| f).collect();
         frames.sort_by_key(|f| f.seq);
-        (frames, std::mem::take(&mut parked.skipped))
+        Some((frames, std::mem::take(&mut parked.skipped)))
     }
 }

@@ -9,7 +9,8 @@
 //! delay ingest or anyone else, and what a lagging client holds stays bounded.
 //!
 //! When the hub ends (after the store has drained at shutdown), it drops every client's queue:
-//! each session sends what is left in it, the last committed frames included, then closes 1001.
+//! client's body (`ws::body`) writes what is left in it, the last committed frames included, and
+//! its session then closes 1001.
 
 mod conflate;
 pub mod frame;
@@ -63,19 +64,22 @@ pub struct Frame {
     pub key: ConflationKey,
 }
 
-/// What a session gets back from [`HubHandle::register`].
+/// A client's frames: what the hub queued for it, in commit order, and for `conflate=latest`
+/// what it parked while the queue was full. The queue closes when the hub ends.
+pub struct Queue {
+    pub frames: mpsc::Receiver<Frame>,
+    pub conflation: Option<Arc<Conflation>>,
+}
+
+/// What a session gets back from [`HubHandle::register`], with its [`Queue`].
 pub struct Registration {
     pub id: ClientId,
-    /// Frames for this client, in commit order; closed when the hub ends.
-    pub frames: mpsc::Receiver<Frame>,
     /// Notified when the queue overflowed: the hub queues nothing more for this client until
     /// its session catches up from the database and calls [`HubHandle::rejoin`].
     pub lagged: Arc<Notify>,
     pub filter: Filter,
     /// The last seq broadcast before this client was added: live frames start after it.
     pub last_seq: i64,
-    /// Set for `conflate=latest` clients: frames parked while the queue was full.
-    pub conflation: Option<Arc<Conflation>>,
     _slot: ConnectionSlot,
 }
 
@@ -107,7 +111,7 @@ enum Command {
         stream: Stream,
         conflate: bool,
         slot: ConnectionSlot,
-        reply: oneshot::Sender<Registration>,
+        reply: oneshot::Sender<(Registration, Queue)>,
     },
     Update {
         id: ClientId,
@@ -155,7 +159,7 @@ impl HubHandle {
         filter: Filter,
         stream: Stream,
         conflate: bool,
-    ) -> Option<Registration> {
+    ) -> Option<(Registration, Queue)> {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Register {
@@ -318,8 +322,8 @@ impl Hub {
                 _ = stop.cancelled() => break,
             }
         }
-        // Flush what the store committed last; dropping the queues then tells each session to
-        // send what is left and close.
+        // Flush what the store committed last; dropping the queues then tells each client's body
+        // to write what is left, and its session to close.
         while let Ok(batch) = self.committed.try_recv() {
             self.fan_out(batch);
         }
@@ -354,14 +358,13 @@ impl Hub {
                 );
                 let registration = Registration {
                     id,
-                    frames,
                     lagged,
                     filter,
                     last_seq: self.last_seq,
-                    conflation,
                     _slot: slot,
                 };
-                if reply.send(registration).is_err() {
+                let queue = Queue { frames, conflation };
+                if reply.send((registration, queue)).is_err() {
                     self.remove(id);
                 }
             }

@@ -2,6 +2,7 @@
 //! pings and enforces liveness and limits, and the streams' query parameters. The frames
 //! themselves are `seano_wire::frame`'s.
 
+pub mod body;
 pub mod protocol;
 pub mod session;
 

@@ -1,21 +1,26 @@
-//! One WebSocket session: forwards hub frames, answers client frames, pings, and closes with
-//! the right code. Runs on the actix worker that accepted the connection.
+//! One WebSocket session: sends the snapshot and replay, answers client frames, pings, catches
+//! a lagging client up, and closes with the right code. Live frames do not pass through it: the
+//! connection's body takes them from the hub queue ([`super::body`]). Runs on the actix worker
+//! that accepted the connection.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason};
 use bytestring::ByteString;
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
+use super::body::{BodyHandle, Out as BodyOut};
 use super::protocol::{self, close, ClientFrame};
 use crate::commands::{Caller, Commands, Refused};
 use crate::domain::{format_time, MessageType};
-use crate::hub::{frame, ConnectionSlot, Filter, FilterChange, HubHandle, Registration, Stream};
+use crate::hub::{
+    frame, ConnectionSlot, Filter, FilterChange, HubHandle, Queue, Registration, Stream,
+};
 use crate::metrics::Metrics;
 use crate::store::replay;
 
@@ -61,7 +66,7 @@ const REPLAY_PAGE: u64 = 500;
 
 /// Runs the session until either side ends it.
 pub async fn run(
-    mut session: Session,
+    body: BodyHandle,
     mut stream: AggregatedMessageStream,
     opening: Opening,
     ctx: SessionContext,
@@ -73,20 +78,19 @@ pub async fn run(
     let hello = protocol::connection(ctx.hub.connection_count(), vehicle_id, &opening.filter);
     let caller = opening.caller.clone();
     let mut out = Out {
-        session: &mut session,
-        metrics: &ctx.metrics,
+        body: &body.out,
         stall_timeout: ctx.config.stall_timeout,
         stalled: false,
     };
     let closing = match out.send(hello).await {
         Err(Closed) => None,
         Ok(()) => match open_stream(&mut out, &ctx, opening).await {
-            Ok((mut reg, replayed_up_to)) => {
+            Ok(mut reg) => {
                 let reason = serve(
                     &mut out,
                     &mut stream,
                     &mut reg,
-                    replayed_up_to,
+                    &body,
                     (vehicle_id, &caller),
                     &ctx,
                 )
@@ -115,13 +119,13 @@ pub async fn run(
     }
     // The hub no longer holds anything for this client; the close frame waits behind what the
     // socket has not taken, for at most the client timeout.
-    let _ = tokio::time::timeout(ctx.config.client_timeout, session.close(closing)).await;
+    let close = body.out.send(BodyOut::Close(closing));
+    let _ = tokio::time::timeout(ctx.config.client_timeout, close).await;
 }
 
-/// The session's writing half, counting what it sends.
+/// The session's writing half: what it sends goes through the connection's body, in order.
 struct Out<'a> {
-    session: &'a mut Session,
-    metrics: &'a Metrics,
+    body: &'a tokio::sync::mpsc::Sender<BodyOut>,
     stall_timeout: Duration,
     /// A send made no progress for `stall_timeout`: the client is not reading.
     stalled: bool,
@@ -131,33 +135,63 @@ struct Closed;
 
 impl Out<'_> {
     async fn send(&mut self, text: impl Into<ByteString>) -> Result<(), Closed> {
-        let mut send = std::pin::pin!(self.session.text(text));
-        // Most sends complete at once; only a send that waits gets a timer.
-        let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
-        let sent = match first {
-            Poll::Ready(sent) => sent,
-            Poll::Pending => match tokio::time::timeout(self.stall_timeout, send).await {
-                Ok(sent) => sent,
-                Err(_) => {
-                    self.stalled = true;
-                    return Err(Closed);
-                }
-            },
+        self.put(BodyOut::Text(text.into())).await
+    }
+
+    async fn put(&mut self, out: BodyOut) -> Result<(), Closed> {
+        // Most sends find room at once; only a send that waits gets a timer.
+        let out = match self.body.try_send(out) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(Closed),
+            Err(TrySendError::Full(out)) => out,
         };
-        sent.map_err(|_| Closed)?;
-        self.metrics.frames_sent.inc();
-        Ok(())
+        match tokio::time::timeout(self.stall_timeout, self.body.send(out)).await {
+            Ok(sent) => sent.map_err(|_| Closed),
+            Err(_) => {
+                self.stalled = true;
+                Err(Closed)
+            }
+        }
+    }
+
+    /// Lets the body take live frames after `after` (with the client's queue the first time).
+    async fn live(&mut self, after: i64, queue: Option<Queue>) -> Result<(), Closed> {
+        self.put(BodyOut::Live { after, queue }).await
+    }
+
+    /// Stops live frames once the client's queue is written; returns the last seq written.
+    async fn pause(&mut self) -> Result<i64, Closed> {
+        let (reply, written) = tokio::sync::oneshot::channel();
+        self.put(BodyOut::Pause(reply)).await?;
+        match tokio::time::timeout(self.stall_timeout, written).await {
+            Ok(written) => written.map_err(|_| Closed),
+            Err(_) => {
+                self.stalled = true;
+                Err(Closed)
+            }
+        }
     }
 }
 
-/// Sends the snapshot and the replay the client asked for, then joins the hub. Returns the
-/// registration and the last seq already sent: live frames up to it are skipped, so the seam
-/// between replay and live has no gap and no duplicate.
+/// Sends the snapshot and the replay the client asked for, joins the hub, and lets the body
+/// take live frames after the last seq already sent, so the seam between replay and live has no
+/// gap and no duplicate.
 async fn open_stream(
     out: &mut Out<'_>,
     ctx: &SessionContext,
     opening: Opening,
-) -> Result<(Registration, i64), Option<CloseReason>> {
+) -> Result<Registration, Option<CloseReason>> {
+    let ((reg, queue), after) = replay_and_register(out, ctx, opening).await?;
+    out.live(after, Some(queue)).await.map_err(|_| None)?;
+    Ok(reg)
+}
+
+/// The registration with its queue, and the last seq already sent.
+async fn replay_and_register(
+    out: &mut Out<'_>,
+    ctx: &SessionContext,
+    opening: Opening,
+) -> Result<((Registration, Queue), i64), Option<CloseReason>> {
     let Opening {
         slot,
         stream,
@@ -190,9 +224,9 @@ async fn open_stream(
         up_to_seq: None,
     };
     let register = async {
-        let reg = ctx.hub.register(slot, filter, stream, conflate).await?;
+        let (reg, queue) = ctx.hub.register(slot, filter, stream, conflate).await?;
         let seam = reg.last_seq;
-        Some((reg, seam))
+        Some(((reg, queue), seam))
     };
     if let Some(since) = since {
         let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
@@ -282,66 +316,30 @@ async fn serve(
     out: &mut Out<'_>,
     stream: &mut AggregatedMessageStream,
     reg: &mut Registration,
-    replayed_up_to: i64,
+    body: &BodyHandle,
     (vehicle_id, caller): (Option<i64>, &Caller),
     ctx: &SessionContext,
 ) -> Option<CloseReason> {
     let config = ctx.config;
     let mut limiter = RateLimit::new(config.client_rate, config.client_burst);
-    let conflation = reg.conflation.clone();
     let mut last_heard = Instant::now();
     let mut heartbeat = interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Everything up to this seq that matches the filter has been sent (or was replayed):
-    // live frames up to it are skipped, and a catch-up starts after it.
-    let mut cursor = replayed_up_to;
     let lagged = reg.lagged.clone();
     loop {
         let reply = tokio::select! {
             biased;
-            frame = reg.frames.recv() => match frame {
-                Some(frame) if frame.seq <= cursor => continue,
-                Some(frame) => {
-                    if out.send(frame.bytes).await.is_err() {
-                        return None;
-                    }
-                    cursor = frame.seq;
-                    continue;
-                }
-                // The hub has ended (shutdown, after the store's last commit): every committed
-                // frame queued for this client has been sent.
-                None => {
-                    if let Some(conflation) = &conflation {
-                        if send_newer(out, conflation.take().0, &mut cursor).await.is_err() {
-                            return None;
-                        }
-                    }
-                    return shutting_down();
-                }
-            },
-            // Only once the queue is drained (biased): the hub stopped queueing for this client
-            // when it overflowed; catch up from the database and rejoin.
+            // The hub has ended (shutdown, after the store's last commit) and the body has
+            // written every committed frame queued for this client.
+            _ = body.hub_ended.notified() => return shutting_down(),
+            // The hub stopped queueing for this client when its queue overflowed: once the body
+            // has written the queue, catch up from the database and rejoin.
             _ = lagged.notified() => {
-                match catch_up(out, ctx, reg, cursor).await {
-                    Ok(caught_up_to) => cursor = caught_up_to,
-                    Err(reason) => return reason,
+                if let Err(reason) = catch_up(out, ctx, reg).await {
+                    return reason;
                 }
                 // The client's messages were not read meanwhile; that was our doing.
                 last_heard = Instant::now();
-                continue;
-            }
-            // Only polled once the queue is empty (biased): parked frames are newer than queued.
-            _ = parked(&conflation) => {
-                if let Some(conflation) = &conflation {
-                    let (frames, skipped) = conflation.take();
-                    ctx.metrics.frames_conflated.inc_by(skipped);
-                    if skipped > 0 && out.send(protocol::conflated(skipped)).await.is_err() {
-                        return None;
-                    }
-                    if send_newer(out, frames, &mut cursor).await.is_err() {
-                        return None;
-                    }
-                }
                 continue;
             }
             msg = stream.recv() => {
@@ -364,7 +362,7 @@ async fn serve(
                     Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, caller, ctx).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => protocol::error("Binary frames are not supported; send JSON text"),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if out.session.pong(&bytes).await.is_err() {
+                        if out.put(BodyOut::Pong(bytes)).await.is_err() {
                             return None;
                         }
                         continue;
@@ -377,7 +375,7 @@ async fn serve(
                 if last_heard.elapsed() > config.client_timeout {
                     return Some(reason(close::HEARTBEAT_TIMEOUT, "no answer to pings"));
                 }
-                if out.session.ping(b"").await.is_err() {
+                if out.put(BodyOut::Ping).await.is_err() {
                     return None;
                 }
                 continue;
@@ -389,15 +387,16 @@ async fn serve(
     }
 }
 
-/// After a burst overflowed the client's queue: sends every stored message after `cursor` that
-/// matches its filter, rejoins the hub, and sends what was committed up to the seam. Returns
-/// the new cursor. A client further behind than the replay window is closed (3001) instead.
+/// After a burst overflowed the client's queue: once the body has written what was queued,
+/// sends every stored message after it that matches the client's filter, rejoins the hub,
+/// sends what was committed up to the seam, and lets the body take live frames after that. A
+/// client further behind than the replay window is closed (3001) instead.
 async fn catch_up(
     out: &mut Out<'_>,
     ctx: &SessionContext,
     reg: &Registration,
-    cursor: i64,
-) -> Result<i64, Option<CloseReason>> {
+) -> Result<(), Option<CloseReason>> {
+    let cursor = out.pause().await.map_err(|_| None)?;
     let last = replay::last_seq(&ctx.db).await.map_err(unavailable)?;
     if last - cursor > ctx.config.replay_window {
         ctx.metrics.slow_clients_dropped.inc();
@@ -415,30 +414,7 @@ async fn catch_up(
     let count = ctx.hub.connection_count();
     let rejoin = async { ctx.hub.rejoin(reg.id).await.map(|seam| ((), seam)) };
     let ((), cursor) = replay_then_join(out, ctx, &mut sel, count, rejoin).await?;
-    Ok(cursor)
-}
-
-/// Sends the frames newer than `cursor`, in order, moving it.
-async fn send_newer(
-    out: &mut Out<'_>,
-    frames: Vec<crate::hub::Frame>,
-    cursor: &mut i64,
-) -> Result<(), Closed> {
-    for frame in frames {
-        if frame.seq > *cursor {
-            out.send(frame.bytes).await?;
-            *cursor = frame.seq;
-        }
-    }
-    Ok(())
-}
-
-/// Resolves when a `conflate=latest` client has parked frames; never for other clients.
-async fn parked(conflation: &Option<Arc<crate::hub::Conflation>>) {
-    match conflation {
-        Some(conflation) => conflation.parked.notified().await,
-        None => std::future::pending().await,
-    }
+    out.live(cursor, None).await.map_err(|_| None)
 }
 
 /// A token bucket for what a client sends: a flood is dropped (with an error frame at most
