@@ -18,7 +18,8 @@
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
 #                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, vehicle-many, idle, slow,
 #                   cluster-ingest-one, cluster-ingest-two, cluster-one, cluster-two, baseline,
-#                   commands-100, commands-100-tuned, purge-sqlite, purge-pg, history)
+#                   commands-100, commands-100-tuned, purge-sqlite, purge-pg, history,
+#                   mixed, storm)
 #   BENCH_PURGE_ROWS      old rows seeded for the purge scenarios (default 2,000,000 on SQLite,
 #                         20,000,000 on PostgreSQL)
 #   BENCH_PURGE_RATE      their ingest rate, msg/s (default 10,000 on SQLite, 20,000 on PostgreSQL)
@@ -30,6 +31,12 @@
 # with 1d (every seeded row due), both with PURGE_INTERVAL=1s; a table of their own compares
 # the two. history seeds a day of one boat at 10 Hz (864,000 vehicle_logs) over MQTT and times
 # raw and bucketed history requests over it (`bench --mode history`), in a table of its own.
+#
+# mixed is ingest-sqlite's load with 1,000 clients reading /api/ws meanwhile (`bench --readers`),
+# to set beside ingest-sqlite's stored/s. storm seeds 50,000 vehicle_logs through the tuned
+# Mosquitto, then runs 10 live clients at 100 msg/s twice: alone, and while 100 clients connect
+# at once with since= 50,000 back (`bench --mode storm`); its rows give the live p99 of each and
+# how long the storm clients took to catch up.
 #
 # The commands scenario also starts jetson-sim: its boats register with their telemetry and
 # answer the commands the bench sends and times (`BENCH_ONLY='^commands' tools/bench/run.sh`).
@@ -464,6 +471,10 @@ MANY_CLIENTS=$(( QUICK ? 20 : 10000 ))
 MANY_VEHICLES=$(( QUICK ? 5 : 1000 ))
 INGEST_DUR=$(( QUICK ? 2 : 10 ))
 RAMP_DUR=$(( QUICK ? 1 : 5 ))
+STORM_CLIENTS=$(( QUICK ? 5 : 100 ))
+STORM_BACK=$(( QUICK ? 2000 : 50000 ))
+STORM_LIVE=$(( QUICK ? 3 : 10 ))
+STORM_DUR=$(( QUICK ? 2 : 30 ))
 PURGE_DUR=${BENCH_PURGE_DURATION:-$(( QUICK ? 3 : 30 ))}
 if (( QUICK )); then
   PURGE_ROWS_SQLITE=${BENCH_PURGE_ROWS:-20000} PURGE_ROWS_PG=${BENCH_PURGE_ROWS:-20000}
@@ -477,6 +488,8 @@ fi
 
 scenario ingest-sqlite "ingest: ${INGEST_PUBS} vehicles QoS 1, SQLite (tuned Mosquitto)" sqlite private \
   --clients 0 --publishers "$INGEST_PUBS" --qos 1 --rate "$INGEST_RATE" --duration "$INGEST_DUR" --drain 5
+scenario mixed "ingest with ${CLIENTS} clients reading /api/ws: ${INGEST_PUBS} vehicles QoS 1, SQLite (tuned Mosquitto)" sqlite private \
+  --clients 0 --readers "$CLIENTS" --publishers "$INGEST_PUBS" --qos 1 --rate "$INGEST_RATE" --duration "$INGEST_DUR" --drain 5
 scenario ingest-pg "ingest: ${INGEST_PUBS} vehicles QoS 1, PostgreSQL (tuned Mosquitto)" pg private \
   --clients 0 --publishers "$INGEST_PUBS" --qos 1 --rate "$INGEST_RATE" --duration "$INGEST_DUR" --drain 5
 scenario ingest-sqlite-stock "ingest: ${INGEST_PUBS} vehicles QoS 1, SQLite (stock Mosquitto)" sqlite "$MQTT_URL" \
@@ -526,6 +539,11 @@ purge_scenario purge-pg "purge under load: PostgreSQL, $PURGE_ROWS_PG old rows, 
 # not stored yet; then each history request 20 times.
 scenario history "history: a day of one boat at 10 Hz (${HISTORY_ROWS} vehicle_logs), SQLite (tuned Mosquitto)" sqlite private \
   --mode history --history-rows "$HISTORY_ROWS" --history-rate-hz 10 --history-repeats "$HISTORY_REPEATS"
+
+# The storm's seed goes through the tuned Mosquitto, whose queue holds what is not stored yet.
+scenario storm "reconnect storm: ${STORM_CLIENTS} clients with since= ${STORM_BACK} back, ${STORM_LIVE} live clients at ${RATE} msg/s" sqlite private \
+  --mode storm --storm-clients "$STORM_CLIENTS" --storm-back "$STORM_BACK" \
+  --clients "$STORM_LIVE" --publishers "$STORM_LIVE" --rate "$RATE" --duration "$STORM_DUR"
 
 cleanup
 shopt -s nullglob

@@ -87,6 +87,23 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Mode::All)]
     pub mode: Mode,
 
+    /// Ingest (--clients 0): this many clients read /api/ws while the messages are stored (the
+    /// mixed scenario); their frames are counted by the gateway, not checked for loss.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub readers: u32,
+
+    /// Storm mode: clients that reconnect at once with `since=`.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub storm_clients: u32,
+
+    /// Storm mode: how far back (seqs) their `since=` is; that many vehicle_logs are seeded.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub storm_back: u64,
+
+    /// Storm mode: seconds the storm clients get to catch up before the run is reported.
+    #[arg(long, default_value_t = 300.0)]
+    pub storm_timeout: f64,
+
     /// History mode: vehicle_logs seeded (864,000: a day at 10 Hz). Publishing is at full speed,
     /// so they queue in the broker while the gateway stores them: keep this below the broker's
     /// queue for one subscriber (tools/bench/mosquitto.conf: 1,000,000 messages).
@@ -242,6 +259,10 @@ pub enum Mode {
     Commands,
     /// Seed one boat's history over MQTT, then time history requests.
     History,
+    /// Reconnect storm: seed --storm-back vehicle_logs, run --clients live clients at --rate
+    /// for --duration, then again while --storm-clients connect at once with `since=` that far
+    /// back; time their replay and compare the live clients' latency with and without it.
+    Storm,
 }
 
 impl Args {
@@ -335,6 +356,21 @@ impl Args {
             );
             self.alone("--mode history")?;
         }
+        anyhow::ensure!(
+            self.readers == 0 || (self.clients == 0 && self.mqtt_subscribers == 0 && !self.idle),
+            "--readers goes with the ingest scenario (--clients 0)"
+        );
+        if self.mode == Mode::Storm {
+            anyhow::ensure!(
+                self.clients >= 1 && self.publishers >= 1 && self.rate > 0.0,
+                "--mode storm needs live --clients, --publishers and a --rate"
+            );
+            anyhow::ensure!(
+                self.storm_timeout > 0.0 && self.storm_timeout.is_finite(),
+                "--storm-timeout must be > 0"
+            );
+            self.alone("--mode storm")?;
+        }
         if self.purge_pair.is_some() {
             anyhow::ensure!(
                 self.clients == 0
@@ -369,6 +405,11 @@ impl Args {
                 "history: {} vehicle_logs of one boat at {} Hz",
                 self.history_rows, self.history_rate_hz
             )
+        } else if self.mode == Mode::Storm {
+            format!(
+                "storm: {} clients since {} back, {} live clients at {} msg/s",
+                self.storm_clients, self.storm_back, self.clients, self.rate
+            )
         } else if self.idle {
             format!("idle {} clients", self.clients)
         } else if self.mqtt_subscribers > 0 {
@@ -377,10 +418,14 @@ impl Args {
                 self.mqtt_subscribers, self.rate
             )
         } else if self.clients == 0 {
-            format!("ingest {} pubs qos{qos}", self.publishers)
+            let readers = match self.readers {
+                0 => String::new(),
+                n => format!(", {n} readers"),
+            };
+            format!("ingest {} pubs qos{qos}{readers}", self.publishers)
         } else {
             let mode = match self.mode {
-                Mode::All | Mode::Commands | Mode::History => "/api/ws",
+                Mode::All | Mode::Commands | Mode::History | Mode::Storm => "/api/ws",
                 Mode::Vehicle => "vehicle streams",
             };
             let slow = if self.slow_ratio > 0.0 {

@@ -23,7 +23,7 @@ use crate::payload::{now_us, rfc3339_ms};
 use crate::probe;
 use crate::publish::{self, Timeline};
 use crate::report::{HistoryFigures, Report, RequestFigures};
-use crate::scenario::{counters, limits, params, pub_config, read_all, usage, Env};
+use crate::scenario::{counters, limits, params, pub_config, read_all, usage, Env, Readings};
 use crate::track::latency;
 
 /// The most buckets (or bucketed track points) the gateway returns in one answer.
@@ -138,31 +138,48 @@ pub fn read_answer(body: &str) -> Result<Answer> {
     })
 }
 
-pub async fn run(args: &Args, env: &Env) -> Result<Report> {
+/// What seeding published and stored, with the readings around it.
+pub(crate) struct Seeded {
+    pub timeline: Timeline,
+    pub outcome: publish::PublishOutcome,
+    /// The gateway's counters before and once the last message was stored.
+    pub c0: probe::GatewayCounters,
+    pub last: probe::GatewayCounters,
+    pub r0: Readings,
+    pub r1: Readings,
+    /// vehicle_logs stored, and the seconds from the first publish to the last one stored.
+    pub stored: u64,
+    pub seed_s: f64,
+    /// How long nothing more was stored before the bench gave up waiting.
+    pub quiet: Duration,
+}
+
+/// Seeds `rows` vehicle_logs of vehicle `--start-id` at full speed, QoS 1, their timestamps
+/// `1 / --history-rate-hz` s apart and ending at the current minute, and waits until the
+/// gateway has stored every one the broker confirmed (or nothing more for a while).
+pub(crate) async fn seed(args: &Args, env: &Env, rows: u64) -> Result<Seeded> {
     let step_ms = 1000.0 / args.history_rate_hz;
     // The span ends at the start of the current minute: whole minutes from start to end.
     let end_ms = (now_us() / 1000) as i64 / 60_000 * 60_000;
-    let span_ms = (args.history_rows as f64 * step_ms).round() as i64;
+    let span_ms = (rows as f64 * step_ms).round() as i64;
     let timeline = Timeline {
         first_ms: end_ms - span_ms,
         step_ms,
-        count: args.history_rows,
+        count: rows,
     };
-    let vehicle = args.start_id;
 
-    // Seed: one publisher at full speed, QoS 1.
     let mut cfg = pub_config(args, env, 1);
     cfg.qos = QoS::AtLeastOnce;
     cfg.timeline = Some(timeline);
     let pubs = publish::connect_all(&cfg, 1).await?;
     let c0 = counters(env)
         .await
-        .context("history reads GET /api/ws/stats; is the gateway reachable?")?;
+        .context("seeding reads GET /api/ws/stats; is the gateway reachable?")?;
     let r0 = read_all(env);
     let start = Instant::now();
     eprintln!(
-        "bench: seeding {} vehicle_logs of vehicle {vehicle}, {} to {}",
-        args.history_rows,
+        "bench: seeding {rows} vehicle_logs of vehicle {}, {} to {}",
+        args.start_id,
         rfc3339_ms(timeline.first_ms),
         rfc3339_ms(timeline.end_ms())
     );
@@ -217,9 +234,35 @@ pub async fn run(args: &Args, env: &Env) -> Result<Report> {
         .saturating_sub(c0.stored_vehicle_log);
     let seed_s = done_at.as_secs_f64();
     eprintln!(
-        "bench: {stored} stored in {seed_s:.1} s ({:.0}/s); timing the requests",
+        "bench: {stored} stored in {seed_s:.1} s ({:.0}/s)",
         stored as f64 / seed_s.max(1e-3)
     );
+    Ok(Seeded {
+        timeline,
+        outcome,
+        c0,
+        last,
+        r0,
+        r1,
+        stored,
+        seed_s,
+        quiet,
+    })
+}
+
+pub async fn run(args: &Args, env: &Env) -> Result<Report> {
+    let vehicle = args.start_id;
+    let Seeded {
+        timeline,
+        outcome,
+        c0,
+        last,
+        r0,
+        r1,
+        stored,
+        seed_s,
+        quiet,
+    } = seed(args, env, args.history_rows).await?;
     let mut u = usage(env, &r0, &r1, None, None, 0);
     if let (Some(s), Some(cpu)) = (u.server.as_mut(), u.server_cpu_s) {
         if stored > 0 {

@@ -14,6 +14,8 @@
 //!   answer and its final state, and their accounting.
 //! - `history`: the history mode, which seeds one boat's day over MQTT and times the history
 //!   requests over it.
+//! - `storm`: the storm mode, a reconnect storm with `since=` beside live clients: how fast
+//!   the storm replays and what it costs the live clients' latency.
 //! - `track`: per-client received sets, loss, duplicates, latency percentiles.
 //! - `payload`: the payload written and the cheap parse of frames read.
 //! - `probe`: /proc sampling, the listening process of a port, the open-file limit, HTTP GET.
@@ -30,6 +32,7 @@ mod probe;
 mod publish;
 mod report;
 mod scenario;
+mod storm;
 mod track;
 
 use std::process::ExitCode;
@@ -85,11 +88,11 @@ fn run(args: &cli::Args) -> anyhow::Result<()> {
     // Client tasks that did not stop in time must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     if args.json {
-        // One JSON object either way: a ramp's steps are under `steps`.
-        let out = if args.ramp {
+        // One JSON object either way: a ramp's steps (a storm's two) are under `steps`.
+        let out = if args.ramp || reports.len() > 1 {
             serde_json::to_string_pretty(&serde_json::json!({
                 "scenario": args.scenario_name(),
-                "kind": "ramp",
+                "kind": if args.ramp { "ramp" } else { "steps" },
                 "steps": reports,
             }))?
         } else {

@@ -165,6 +165,17 @@ pub enum Frame {
     Other,
 }
 
+/// The gateway's `seq` of a frame, read without parsing the rest (the bench's own fields are
+/// `bench_seq`, which this does not match).
+pub fn frame_seq(text: &str) -> Option<u64> {
+    let at = text.find("\"seq\":")? + "\"seq\":".len();
+    let digits = text[at..].trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
 /// Parses a WebSocket frame. The gateway's own frames are read as what it sends
 /// (`seano_wire::frame`); anything else (another gateway's frames, in a side-by-side run) goes
 /// through a lenient parse that looks for `type`, `vehicle_id` and the bench fields.
@@ -358,6 +369,15 @@ mod tests {
                 vehicle_id: Some(8)
             }
         );
+    }
+
+    #[test]
+    fn a_frames_seq_is_read_and_the_bench_seq_is_not_taken_for_it() {
+        let frame =
+            r#"{"type":"vehicle_log","vehicle_id":1,"data":{"bench_seq":7},"id":3,"seq":1042}"#;
+        assert_eq!(frame_seq(frame), Some(1042));
+        assert_eq!(frame_seq(r#"{"seq": 5, "type":"raw_log"}"#), Some(5));
+        assert_eq!(frame_seq(r#"{"type":"connection","bench_seq":9}"#), None);
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct GatewayCounters {
     /// vehicle_log rows retention purged (this instance's count since it started).
     #[serde(default)]
     pub purged_vehicle_logs: u64,
+    /// The last seq the gateway handed out (a reading, not a count: a delta keeps the later).
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 impl GatewayCounters {
@@ -140,6 +143,7 @@ impl GatewayCounters {
             purged_vehicle_logs: self
                 .purged_vehicle_logs
                 .saturating_sub(start.purged_vehicle_logs),
+            last_seq: self.last_seq,
         }
     }
 
@@ -154,6 +158,8 @@ impl GatewayCounters {
             rejected_total: self.rejected_total + other.rejected_total,
             active_connections: self.active_connections + other.active_connections,
             purged_vehicle_logs: self.purged_vehicle_logs + other.purged_vehicle_logs,
+            // Instances sharing a database share its seqs.
+            last_seq: self.last_seq.max(other.last_seq),
         }
     }
 }
@@ -183,6 +189,7 @@ pub async fn gateway_counters(addr: SocketAddr, host: &str) -> Result<GatewayCou
         rejected_total: n("/messages/rejected_total"),
         active_connections: n("/active_connections"),
         purged_vehicle_logs: n("/messages/purged/vehicle_logs"),
+        last_seq: n("/messages/last_seq"),
     })
 }
 

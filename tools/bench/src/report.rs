@@ -63,12 +63,78 @@ pub struct Report {
     /// Ingest with --purge-pair: what retention purged while the messages were stored.
     #[serde(default)]
     pub purge: Option<PurgeFigures>,
+    /// Storm mode, on the storm step's row: the storm clients' replay.
+    #[serde(default)]
+    pub storm: Option<StormFigures>,
     /// The gateway's own counters over the measurement (`GET /api/ws/stats`).
     pub gateway_counters: Option<GatewayCounters>,
     /// Why the figures may say more about the load generator than about the gateway.
     pub limit: Option<String>,
     pub notes: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// A reconnect storm: clients that came back at once with `since=`, beside live clients.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StormFigures {
+    pub clients: u64,
+    pub since: u64,
+    /// Frames each had to receive to be caught up (stored before the storm, after `since`).
+    pub frames_each: u64,
+    pub caught_up: u64,
+    /// Storm clients whose connection ended before the bench closed it, and the first reason.
+    pub closed: u64,
+    pub first_close: Option<String>,
+    /// Seconds from the storm's start to a client's catching up: median and last.
+    pub replay_p50_s: Option<f64>,
+    pub replay_max_s: Option<f64>,
+    /// Replayed frames per second over all storm clients, to the last one caught up.
+    pub replay_frames_per_s: Option<f64>,
+    /// Frames the storm clients received, live ones included.
+    pub frames_received: u64,
+    /// The live clients' p99 without the storm and with it.
+    pub live_p99_quiet_ms: Option<f64>,
+    pub live_p99_storm_ms: Option<f64>,
+}
+
+impl StormFigures {
+    /// One line for the table's notes; `step_s`: how long the storm step's live traffic ran.
+    pub fn summary(&self, step_s: f64) -> String {
+        let mut line = format!(
+            "storm: {} clients since={} ({} frames each): {} caught up",
+            self.clients,
+            self.since,
+            thousands(self.frames_each),
+            self.caught_up
+        );
+        if let (Some(p50), Some(max)) = (self.replay_p50_s, self.replay_max_s) {
+            line.push_str(&format!(
+                ", replay p50 {} s, all in {} s",
+                num(p50),
+                num(max)
+            ));
+            if max > step_s {
+                line.push_str(&format!(" (the live step ran {} s of it)", num(step_s)));
+            }
+        }
+        if let Some(rate) = self.replay_frames_per_s {
+            line.push_str(&format!(
+                ", {} frames/s replayed",
+                thousands(rate.round() as u64)
+            ));
+        }
+        if let (Some(q), Some(s)) = (self.live_p99_quiet_ms, self.live_p99_storm_ms) {
+            line.push_str(&format!("; live p99 {} → {} ms", num(q), num(s)));
+        }
+        if self.closed > 0 {
+            line.push_str(&format!(
+                "; {} storm clients closed ({})",
+                self.closed,
+                self.first_close.as_deref().unwrap_or("")
+            ));
+        }
+        line
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

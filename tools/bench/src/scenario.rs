@@ -112,6 +112,9 @@ pub async fn run(args: &Args, threads: usize) -> Result<Vec<Report>> {
     if args.mode == Mode::History {
         return Ok(vec![crate::history::run(args, &env).await?]);
     }
+    if args.mode == Mode::Storm {
+        return crate::storm::run(args, &env).await;
+    }
     if args.clients == 0 && !baseline {
         anyhow::ensure!(!args.ramp, "--ramp needs clients or MQTT subscribers");
         return Ok(vec![ingest(args, &env).await?]);
@@ -156,14 +159,14 @@ fn find_gateway_pid(args: &Args, port: u16) -> Result<Option<u32>> {
 }
 
 /// The receivers of a run.
-struct Pool {
+pub(crate) struct Pool {
     slots: Vec<Arc<ClientSlot>>,
-    progress: Arc<Progress>,
+    pub progress: Arc<Progress>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn start_clients(args: &Args, env: &Env) -> Result<Pool> {
+pub(crate) async fn start_clients(args: &Args, env: &Env) -> Result<Pool> {
     let baseline = args.mqtt_subscribers > 0;
     let count = if baseline {
         args.mqtt_subscribers
@@ -270,7 +273,7 @@ async fn start_clients(args: &Args, env: &Env) -> Result<Pool> {
 
 impl Pool {
     /// Closes every client; slow ones read their socket first.
-    async fn stop(self) -> Vec<Arc<ClientSlot>> {
+    pub(crate) async fn stop(self) -> Vec<Arc<ClientSlot>> {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
@@ -351,6 +354,7 @@ pub(crate) fn params(args: &Args, rate: f64, slow_clients: u32) -> Params {
             Mode::Vehicle => "vehicle".into(),
             Mode::Commands => "commands".into(),
             Mode::History => "history".into(),
+            Mode::Storm => "storm".into(),
         },
         slow_clients,
         mqtt_subscribers: args.mqtt_subscribers,
@@ -514,7 +518,7 @@ async fn fan_out(args: &Args, env: &Env) -> Result<Vec<Report>> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn fan_out_step(
+pub(crate) async fn fan_out_step(
     args: &Args,
     env: &Env,
     pool: &Pool,
@@ -657,6 +661,15 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
         None => None,
     };
 
+    // The mixed scenario: fleet clients reading while the messages are stored.
+    let readers = if args.readers > 0 {
+        let mut fleet = args.clone();
+        fleet.clients = args.readers;
+        fleet.mode = Mode::All;
+        Some(start_clients(&fleet, env).await?)
+    } else {
+        None
+    };
     let r0 = read_all(env);
     let start = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);
@@ -717,6 +730,19 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let r1 = read_all(env);
+    let readers = match readers {
+        Some(pool) => {
+            let connected = pool.progress.connected.load(Relaxed);
+            let slots = pool.stop().await;
+            // unwrap: the tracker's lock is never held across a panic.
+            let closed = slots
+                .iter()
+                .filter(|s| s.tracker.lock().unwrap().closed.is_some())
+                .count();
+            Some((connected, closed))
+        }
+        None => None,
+    };
     let commits1 = match commits0 {
         Some(_) => probe::commit_histogram(&env.gateways()).await.ok(),
         None => None,
@@ -755,6 +781,13 @@ async fn ingest(args: &Args, env: &Env) -> Result<Report> {
     let mut notes = vec![format!(
         "frames = rows stored; peak {peak:.0} stored/s over 1 s"
     )];
+    if let Some((connected, closed)) = readers {
+        let frames = c1.frames_sent.saturating_sub(c0.frames_sent);
+        notes.push(format!(
+            "{connected} readers on /api/ws: {frames} frames sent to them ({:.0}/s), {closed} closed by the gateway",
+            frames as f64 / span.max(1e-3)
+        ));
+    }
     if stored_n > outcome.confirmed_total {
         notes.push(format!(
             "{} more stored than published (another publisher on the prefix?)",

@@ -198,6 +198,16 @@ fn the_harness_measures_a_real_gateway_without_loss() {
     assert_delivered_without_loss(&ingest);
     assert_eq!(ingest["frames_received"], ingest["published"]);
 
+    // Mixed: the same ingest with fleet clients reading; the gateway counts what it sent them.
+    let mixed = bench(&gw, &["--clients", "0", "--qos", "1", "--readers", "3"]);
+    assert_delivered_without_loss(&mixed);
+    assert_eq!(mixed["frames_received"], mixed["published"]);
+    let sent = mixed["gateway_counters"]["frames_sent"].as_u64().unwrap();
+    assert!(
+        sent >= 3 * mixed["published"].as_u64().unwrap(),
+        "every reader gets every message: {mixed}"
+    );
+
     let baseline = bench(&gw, &["--mqtt-subscribers", "3"]);
     assert_delivered_without_loss(&baseline);
 
@@ -233,6 +243,46 @@ fn the_harness_measures_a_real_gateway_without_loss() {
     assert_eq!(idle["kind"], "idle", "{idle}");
     assert_eq!(idle["clients_connected"], 5, "{idle}");
     assert_eq!(idle["healthy_closed"], 0, "{idle}");
+}
+
+#[test]
+fn the_storm_mode_times_clients_that_resume_together_beside_live_ones() {
+    let gw = spawn_gateway();
+    // 500 seeded: within the 1,000 a stock Mosquitto queues for one QoS 1 subscriber.
+    let r = bench(
+        &gw,
+        &[
+            "--mode",
+            "storm",
+            "--start-id",
+            "7",
+            "--storm-back",
+            "500",
+            "--storm-clients",
+            "4",
+            "--clients",
+            "2",
+        ],
+    );
+    assert_eq!(r["kind"], "steps", "{r}");
+    let steps = r["steps"].as_array().expect("a quiet and a storm step");
+    assert_eq!(steps.len(), 2, "{r}");
+    for step in steps {
+        assert_delivered_without_loss(step);
+    }
+    let s = &steps[1]["storm"];
+    assert_eq!(steps[0]["storm"], Value::Null, "{r}");
+    assert_eq!(s["clients"], 4, "{s}");
+    assert_eq!(s["caught_up"], 4, "every storm client caught up: {s}");
+    assert_eq!(s["closed"], 0, "{s}");
+    // since= is 500 back from the last seq stored when the storm began.
+    assert_eq!(s["frames_each"], 500, "{s}");
+    assert!(
+        s["frames_received"].as_u64().unwrap() >= 4 * 500,
+        "each storm client got at least its replay: {s}"
+    );
+    assert!(s["replay_max_s"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["live_p99_storm_ms"].as_f64().unwrap() > 0.0, "{s}");
 }
 
 /// A simulated fleet on the gateway's broker and prefix, run in-process until dropped.
