@@ -19,7 +19,8 @@
 //!   the per-minute rollups and bucketed history.
 //! - [`retention`]: how long each table keeps its rows; the purge task and the marks that
 //!   say where history now begins.
-//! - [`hub`]: fan-out of committed messages to clients, with per-client bounded queues.
+//! - [`hub`]: fan-out of committed messages to clients, with per-client bounded queues, and the
+//!   replay ring of the last committed frames.
 //! - [`ws`]: one WebSocket session loop; the stream query parameters.
 //! - [`http`]: the route table and who may call each route, the access extractors, one file per
 //!   resource, the documents, the error type.

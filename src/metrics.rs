@@ -152,6 +152,10 @@ pub struct Metrics {
     pub ingest_backlog: IntGauge,
     /// Frames `conflate=latest` clients skipped.
     pub frames_conflated: IntCounter,
+    /// Frames sent in replays (`since=` and catch-ups) from the replay ring, and from the
+    /// database.
+    pub replayed_from_ring: IntCounter,
+    pub replayed_from_database: IntCounter,
     /// Client messages dropped by the per-connection rate limit.
     pub client_messages_dropped: IntCounter,
     pub batches_committed: IntCounter,
@@ -275,6 +279,13 @@ impl Metrics {
             ),
             &["reason"],
         ));
+        let replayed = r.add(IntCounterVec::new(
+            Opts::new(
+                "seano_ws_replayed_frames_total",
+                "Frames sent in replays (since= and catch-ups), by source: ring (the last committed frames, kept in memory) or database.",
+            ),
+            &["source"],
+        ));
         let database_ok = r.flag(
             "seano_database_up",
             "0 after a failed commit, until the next one succeeds.",
@@ -327,6 +338,8 @@ impl Metrics {
                 "seano_ws_frames_conflated_total",
                 "Frames conflate=latest clients skipped.",
             ),
+            replayed_from_ring: replayed.with_label_values(&["ring"]),
+            replayed_from_database: replayed.with_label_values(&["database"]),
             client_messages_dropped: r.counter(
                 "seano_ws_client_messages_dropped_total",
                 "Client messages dropped by the per-connection rate limit.",

@@ -117,6 +117,7 @@ impl Application {
             settings.ws_client_queue as usize,
             settings.ws_max_connections as usize,
             last_seq,
+            (settings.ws_replay_ring_mb as usize) << 20,
             metrics.clone(),
         );
         let batch_max = settings.batch_max_messages as usize;

@@ -14,12 +14,13 @@
 
 mod conflate;
 pub mod frame;
+mod ring;
 
 #[cfg(test)]
 use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
@@ -28,10 +29,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use conflate::{Conflation, ConflationKey};
+pub use ring::ReplayRing;
 pub use seano_wire::{parse_types, Filter, FilterChange};
 
 use crate::domain::{format_time, StoredMessage};
 use crate::metrics::Metrics;
+use crate::store::replay::Selection;
 
 pub type ClientId = u64;
 
@@ -133,6 +136,7 @@ pub struct HubHandle {
     committed: mpsc::Sender<Vec<StoredMessage>>,
     connections: Arc<AtomicUsize>,
     max_connections: usize,
+    ring: Arc<RwLock<ReplayRing>>,
 }
 
 impl HubHandle {
@@ -146,6 +150,13 @@ impl HubHandle {
             .map(|_| ConnectionSlot {
                 count: self.connections.clone(),
             })
+    }
+
+    /// Up to `limit` frames of a replay from the replay ring, with their seqs; `None` when the
+    /// ring does not reach back to `sel.after_seq`. See [`ReplayRing::page`].
+    pub fn replay_page(&self, sel: &Selection, limit: usize) -> Option<Vec<(i64, ByteString)>> {
+        // unwrap: the lock is never held across a panic (`ReplayRing` cannot panic).
+        self.ring.read().unwrap().page(sel, limit)
     }
 
     pub fn connection_count(&self) -> usize {
@@ -279,16 +290,22 @@ pub struct Hub {
     committed: mpsc::Receiver<Vec<StoredMessage>>,
     connections: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    ring: Arc<RwLock<ReplayRing>>,
+    /// A ring is kept: every message is serialized, even one no client receives.
+    keep_frames: bool,
 }
 
 impl Hub {
-    /// `queue` bounds each client's frame queue; `last_seq` is where the stream starts.
+    /// `queue` bounds each client's frame queue; `last_seq` is where the stream starts;
+    /// `ring_bytes` bounds the replay ring (0: none).
     pub fn new(
         queue: usize,
         max_connections: usize,
         last_seq: i64,
+        ring_bytes: usize,
         metrics: Arc<Metrics>,
     ) -> (Hub, HubHandle) {
+        let ring = Arc::new(RwLock::new(ReplayRing::new(ring_bytes, last_seq)));
         let (cmd_tx, commands) = mpsc::channel(1024);
         let (committed_tx, committed) = mpsc::channel(64);
         let connections = Arc::new(AtomicUsize::new(0));
@@ -302,12 +319,15 @@ impl Hub {
             committed,
             connections: connections.clone(),
             metrics,
+            ring: ring.clone(),
+            keep_frames: ring_bytes > 0,
         };
         let handle = HubHandle {
             commands: cmd_tx,
             committed: committed_tx,
             connections,
             max_connections,
+            ring,
         };
         (hub, handle)
     }
@@ -402,6 +422,8 @@ impl Hub {
         let mut dropped: HashSet<ClientId> = HashSet::new();
         // Observed locally and added to the shared histogram once, when the batch is done.
         let lags = self.metrics.broadcast_lag_seconds.local();
+        let keep = self.keep_frames;
+        let mut kept = Vec::with_capacity(if keep { batch.len() } else { 0 });
         for msg in &batch {
             self.metrics.broadcast.add(msg.kind, 1);
             let lag = (now - msg.received_at)
@@ -409,7 +431,13 @@ impl Hub {
                 .unwrap_or(0)
                 .max(0);
             lags.observe(lag as f64 / 1e6);
-            let mut frame = None;
+            let encode = || Frame {
+                seq: msg.seq,
+                bytes: frame::encode(msg, &broadcast_time, count, false),
+                key: conflate::key_of(msg),
+            };
+            // The ring keeps every frame, so it is serialized even if no client takes it.
+            let mut frame = keep.then(encode);
             for id in self.receivers.of(msg.vehicle_id) {
                 let Some(client) = self.clients.get_mut(id) else {
                     continue;
@@ -420,11 +448,7 @@ impl Hub {
                 {
                     continue;
                 }
-                let frame = frame.get_or_insert_with(|| Frame {
-                    seq: msg.seq,
-                    bytes: frame::encode(msg, &broadcast_time, count, false),
-                    key: conflate::key_of(msg),
-                });
+                let frame = frame.get_or_insert_with(encode);
                 let sent = match &client.conflation {
                     Some(conflation) => conflation
                         .offer(frame.clone(), &client.tx)
@@ -439,7 +463,8 @@ impl Hub {
                 match sent {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(())) => {
-                        // Its session catches up from the database, from the last frame queued.
+                        // Its session catches up (from the replay ring or the database) after the
+                        // last frame queued.
                         client.lagging = true;
                         client.lagged.notify_one();
                         self.metrics.clients_caught_up.inc();
@@ -454,8 +479,18 @@ impl Hub {
                     }
                 }
             }
+            if let Some(frame) = frame.filter(|_| keep) {
+                kept.push((msg.seq, msg.vehicle_id, msg.kind, frame.bytes));
+            }
         }
         lags.flush();
+        if keep {
+            // unwrap: see `HubHandle::replay_page`.
+            let mut ring = self.ring.write().unwrap();
+            for (seq, vehicle_id, kind, bytes) in kept {
+                ring.push(seq, vehicle_id, kind, bytes);
+            }
+        }
         for id in dropped {
             self.remove(id);
         }

@@ -288,7 +288,9 @@ fn unavailable(e: sea_orm::DbErr) -> Option<CloseReason> {
 }
 
 /// Sends every stored message matching `sel`, page by page; leaves `sel.after_seq` at the last
-/// one sent.
+/// one sent. Within the replay ring's reach the pages are the hub's own frames (what it has
+/// broadcast so far: the seam's second pass sends the rest); older ones are read from the
+/// database and serialized.
 async fn replay_pages(
     out: &mut Out<'_>,
     ctx: &SessionContext,
@@ -296,10 +298,25 @@ async fn replay_pages(
     count: usize,
 ) -> Result<(), Option<CloseReason>> {
     loop {
+        if let Some(page) = ctx.hub.replay_page(sel, REPLAY_PAGE as usize) {
+            let full = page.len() == REPLAY_PAGE as usize;
+            ctx.metrics.replayed_from_ring.inc_by(page.len() as u64);
+            for (seq, bytes) in page {
+                out.send(bytes).await.map_err(|_| None)?;
+                sel.after_seq = seq;
+            }
+            if !full {
+                return Ok(());
+            }
+            // A long replay leaves the worker to live delivery between pages.
+            tokio::task::yield_now().await;
+            continue;
+        }
         let page = replay::messages_after(&ctx.db, sel, REPLAY_PAGE)
             .await
             .map_err(unavailable)?;
         let at = format_time(Utc::now());
+        ctx.metrics.replayed_from_database.inc_by(page.len() as u64);
         for msg in &page {
             out.send(frame::encode(msg, &at, count, false))
                 .await

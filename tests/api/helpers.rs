@@ -183,6 +183,17 @@ impl TestApp {
         String::from_utf8(body.to_vec()).expect("UTF-8")
     }
 
+    /// The value of `name`'s sample whose labels include `label` (`table="vehicle_logs"`).
+    pub async fn metric(&self, name: &str, label: &str) -> u64 {
+        let body = self.metrics().await;
+        let prefix = format!("{name}{{");
+        body.lines()
+            .find(|l| l.starts_with(&prefix) && l.contains(label))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix}{label}}} sample in:\n{body}"))
+    }
+
     async fn wait_ready(&self) {
         wait_for("the gateway to be ready", || async {
             self.get("/ready").await.0 == 200

@@ -1,8 +1,10 @@
 //! Resume with `since=`, resync beyond the window, and `snapshot=latest`.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::helpers::{keep_within_broker_queue, spawn_app, spawn_with, Publisher, Resources};
+use crate::helpers::{
+    keep_within_broker_queue, spawn_app, spawn_with, Publisher, Resources, TestApp,
+};
 
 #[actix_web::test]
 async fn resume_with_since_under_load_has_no_gap_and_no_duplicate_at_the_seam() {
@@ -88,6 +90,80 @@ async fn resume_with_since_under_load_has_no_gap_and_no_duplicate_at_the_seam() 
         total + 1,
         "live frames follow the replay"
     );
+    app.stop().await;
+}
+
+const REPLAYED: &str = "seano_ws_replayed_frames_total";
+
+/// The data frames of a `since=` resume on `path` that carry seqs up to `last`, and how many
+/// frames of replays the gateway served from the ring and from the database meanwhile.
+async fn resume(app: &TestApp, path: &str, last: i64) -> (Vec<Value>, u64, u64) {
+    let ring = app.metric(REPLAYED, "source=\"ring\"").await;
+    let database = app.metric(REPLAYED, "source=\"database\"").await;
+    let mut ws = app.connect_ws(path).await;
+    ws.next_json().await;
+    let mut frames = Vec::new();
+    while frames
+        .last()
+        .is_none_or(|f: &Value| f["seq"].as_i64() < Some(last))
+    {
+        frames.push(ws.next_data().await);
+    }
+    (
+        frames,
+        app.metric(REPLAYED, "source=\"ring\"").await - ring,
+        app.metric(REPLAYED, "source=\"database\"").await - database,
+    )
+}
+
+/// A frame without what a replay from the database writes anew (its time and the count).
+fn content(mut frame: Value) -> Value {
+    let f = frame.as_object_mut().unwrap();
+    f.remove("broadcast_time");
+    f.remove("connection_count");
+    frame
+}
+
+#[actix_web::test]
+async fn a_resume_is_served_from_the_replay_ring_and_after_a_restart_from_the_database_alike() {
+    let mut app = spawn_app().await;
+    // Vehicles 1 and 2 in turn: vehicle 2's are the even seqs.
+    for i in 0..30 {
+        let payload = json!({"n": i, "mode": "AUTO"}).to_string();
+        app.publish(&format!("{}/vehicle_log", 1 + i % 2), payload)
+            .await;
+    }
+    app.wait_rows("vehicle_logs", 30).await;
+    let path = "/api/ws/vehicle/2?since=10";
+    let (from_ring, ring, database) = resume(&app, path, 30).await;
+    let seqs: Vec<i64> = from_ring
+        .iter()
+        .map(|f| f["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (12..=30).step_by(2).collect::<Vec<_>>());
+    assert_eq!((ring, database), (10, 0), "served from memory");
+
+    // A restarted gateway's ring holds nothing older than its start: the database serves it.
+    let resources = app.resources.clone();
+    app.stop().await;
+    let mut app = spawn_with(resources, |_| {}).await;
+    let (from_database, ring, database) = resume(&app, path, 30).await;
+    assert_eq!((ring, database), (0, 10), "read from the database");
+    assert_eq!(
+        from_ring.into_iter().map(content).collect::<Vec<_>>(),
+        from_database.into_iter().map(content).collect::<Vec<_>>(),
+        "the same frames either way"
+    );
+
+    // With no ring at all, every resume reads the database.
+    app.stop().await;
+    let mut app = spawn_with(app.resources.clone(), |s| s.ws_replay_ring_mb = 0).await;
+    app.publish("2/vehicle_log", json!({"n": 30}).to_string())
+        .await;
+    app.wait_rows("vehicle_logs", 31).await;
+    let (frames, ring, database) = resume(&app, "/api/ws/vehicle/2?since=28", 31).await;
+    assert_eq!(frames.len(), 2);
+    assert_eq!((ring, database), (0, 2));
     app.stop().await;
 }
 
