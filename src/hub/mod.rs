@@ -25,7 +25,7 @@ use std::sync::{Arc, RwLock};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use conflate::{Conflation, ConflationKey};
@@ -137,7 +137,14 @@ pub struct HubHandle {
     connections: Arc<AtomicUsize>,
     max_connections: usize,
     ring: Arc<RwLock<ReplayRing>>,
+    replays: Arc<Semaphore>,
 }
+
+/// Pages of replays sent at once, over every client (see [`HubHandle::replay_turn`]).
+const REPLAY_TURNS: usize = 4;
+
+/// How long a replay waits for its turn before it goes on without one.
+const REPLAY_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl HubHandle {
     /// Takes a connection slot, or `None` when the cap is reached.
@@ -150,6 +157,19 @@ impl HubHandle {
             .map(|_| ConnectionSlot {
                 count: self.connections.clone(),
             })
+    }
+
+    /// A turn to send one page of a replay. At most [`REPLAY_TURNS`] pages are sent at once,
+    /// so a storm of resumes (or of catch-ups) leaves the workers to live delivery and the
+    /// database to ingest, and the replays take turns page by page. A turn not given within
+    /// [`REPLAY_TURN_WAIT`] is gone without (`None`): a page held up by a client that stopped
+    /// reading must not hold every other replay back.
+    pub async fn replay_turn(&self) -> Option<OwnedSemaphorePermit> {
+        let turn = self.replays.clone().acquire_owned();
+        tokio::time::timeout(REPLAY_TURN_WAIT, turn)
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// Up to `limit` frames of a replay from the replay ring, with their seqs; `None` when the
@@ -328,6 +348,7 @@ impl Hub {
             connections,
             max_connections,
             ring,
+            replays: Arc::new(Semaphore::new(REPLAY_TURNS)),
         };
         (hub, handle)
     }

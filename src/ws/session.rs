@@ -298,6 +298,7 @@ async fn replay_pages(
     count: usize,
 ) -> Result<(), Option<CloseReason>> {
     loop {
+        let _turn = ctx.hub.replay_turn().await;
         if let Some(page) = ctx.hub.replay_page(sel, REPLAY_PAGE as usize) {
             let full = page.len() == REPLAY_PAGE as usize;
             ctx.metrics.replayed_from_ring.inc_by(page.len() as u64);
@@ -308,8 +309,6 @@ async fn replay_pages(
             if !full {
                 return Ok(());
             }
-            // A long replay leaves the worker to live delivery between pages.
-            tokio::task::yield_now().await;
             continue;
         }
         let page = replay::messages_after(&ctx.db, sel, REPLAY_PAGE)
