@@ -74,31 +74,40 @@ pub async fn ws_client(
         drain_slow(&slot, &mut ws).await;
         return;
     }
+    let ended = read_until_stop(&mut ws, &mut stop, |text| {
+        ctx.acc.record(&slot, parse_frame(text), None);
+    })
+    .await;
+    match ended {
+        Some(how) => closed(&slot, how),
+        None => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+        }
+    }
+}
+
+/// Reads `ws` until `stop` changes, handing each text frame to `on_text`. `None`: the bench
+/// stopped it; otherwise how the connection ended first.
+pub async fn read_until_stop(
+    ws: &mut WebSocketStream<TcpStream>,
+    stop: &mut watch::Receiver<bool>,
+    mut on_text: impl FnMut(&str),
+) -> Option<Closed> {
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = stop.changed() => return None,
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    ctx.acc.record(&slot, parse_frame(text.as_str()), None);
-                }
+                Some(Ok(Message::Text(text))) => on_text(text.as_str()),
                 Some(Ok(Message::Close(frame))) => {
-                    closed(&slot, frame.map_or(Closed::Eof, |f| Closed::Code(f.code.into())));
-                    return;
+                    return Some(frame.map_or(Closed::Eof, |f| Closed::Code(f.code.into())));
                 }
                 Some(Ok(_)) => {} // pings are answered by tungstenite
-                Some(Err(e)) => {
-                    closed(&slot, Closed::Error(e.to_string()));
-                    return;
-                }
-                None => {
-                    closed(&slot, Closed::Eof);
-                    return;
-                }
+                Some(Err(e)) => return Some(Closed::Error(e.to_string())),
+                None => return Some(Closed::Eof),
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
 }
 
 async fn connect_ws(ctx: &WsContext, slot: &ClientSlot) -> Result<WebSocketStream<TcpStream>> {

@@ -15,12 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use tokio::sync::{watch, Notify};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::Args;
-use crate::clients::open;
+use crate::clients::{open, read_until_stop};
 use crate::history::seed;
 use crate::payload::frame_seq;
 use crate::report::{Report, StormFigures};
@@ -205,29 +203,21 @@ async fn storm_client(storm: Arc<Storm>, slot: Arc<StormSlot>, mut stop: watch::
         Err(e) => return ended(format!("connect: {e:#}")),
     };
     let mut caught_up = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    slot.frames.fetch_add(1, Relaxed);
-                    if !caught_up && frame_seq(text.as_str()).is_some_and(|seq| seq >= storm.target) {
-                        caught_up = true;
-                        let us = storm.start.elapsed().as_micros().max(1) as u64;
-                        slot.caught_up_us.store(us, Relaxed);
-                        storm.caught_up.fetch_add(1, Relaxed);
-                        storm.notify.notify_one();
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return ended(frame.map_or("closed".into(), |f| format!("closed {}: {}", u16::from(f.code), f.reason)));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return ended(e.to_string()),
-                None => return ended("eof".into()),
-            }
+    let end = read_until_stop(&mut ws, &mut stop, |text| {
+        slot.frames.fetch_add(1, Relaxed);
+        if !caught_up && frame_seq(text).is_some_and(|seq| seq >= storm.target) {
+            caught_up = true;
+            let us = storm.start.elapsed().as_micros().max(1) as u64;
+            slot.caught_up_us.store(us, Relaxed);
+            storm.caught_up.fetch_add(1, Relaxed);
+            storm.notify.notify_one();
+        }
+    })
+    .await;
+    match end {
+        Some(how) => ended(format!("{how:?}")),
+        None => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
 }
