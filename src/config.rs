@@ -28,6 +28,7 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
     pub const WS_REPLAY_RING_MB: u64 = 64;
+    pub const WS_REPLAY_RATE: u64 = 1_000_000;
     pub const WS_CLIENT_RATE: u64 = 20;
     pub const WS_CLIENT_BURST: u64 = 40;
     pub const DEDUP_WINDOW: u64 = 100_000;
@@ -176,6 +177,12 @@ pub struct Settings {
     #[arg(long, env = "WS_REPLAY_RING_MB", value_name = "WS_REPLAY_RING_MB", default_value_t = defaults::WS_REPLAY_RING_MB,
           value_parser = clap::value_parser!(u64).range(0..=65_536))]
     pub ws_replay_ring_mb: u64,
+
+    /// Frames per second of every replay together (`since=` resumes and catch-ups), so that a
+    /// reconnect storm leaves the machine to live delivery and ingest (0: no limit).
+    #[arg(long, env = "WS_REPLAY_RATE", value_name = "WS_REPLAY_RATE", default_value_t = defaults::WS_REPLAY_RATE,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+    pub ws_replay_rate: u64,
 
     /// How many seqs back a redelivered (DUP) message is looked for before it is stored again.
     #[arg(long, env = "DEDUP_WINDOW", value_name = "DEDUP_WINDOW", default_value_t = defaults::DEDUP_WINDOW,

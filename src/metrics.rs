@@ -156,6 +156,8 @@ pub struct Metrics {
     /// database.
     pub replayed_from_ring: IntCounter,
     pub replayed_from_database: IntCounter,
+    /// Seconds replays waited for the replay budget (`WS_REPLAY_RATE`), over every client.
+    pub replay_paced_seconds: prometheus::Counter,
     /// Client messages dropped by the per-connection rate limit.
     pub client_messages_dropped: IntCounter,
     pub batches_committed: IntCounter,
@@ -340,6 +342,10 @@ impl Metrics {
             ),
             replayed_from_ring: replayed.with_label_values(&["ring"]),
             replayed_from_database: replayed.with_label_values(&["database"]),
+            replay_paced_seconds: r.add(prometheus::Counter::new(
+                "seano_ws_replay_paced_seconds_total",
+                "Seconds replays (since= and catch-ups) waited for the replay budget (WS_REPLAY_RATE), summed over clients.",
+            )),
             client_messages_dropped: r.counter(
                 "seano_ws_client_messages_dropped_total",
                 "Client messages dropped by the per-connection rate limit.",

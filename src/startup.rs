@@ -117,7 +117,10 @@ impl Application {
             settings.ws_client_queue as usize,
             settings.ws_max_connections as usize,
             last_seq,
-            (settings.ws_replay_ring_mb as usize) << 20,
+            (
+                (settings.ws_replay_ring_mb as usize) << 20,
+                settings.ws_replay_rate,
+            ),
             metrics.clone(),
         );
         let batch_max = settings.batch_max_messages as usize;

@@ -14,6 +14,7 @@
 
 mod conflate;
 pub mod frame;
+mod pace;
 mod ring;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use conflate::{Conflation, ConflationKey};
+pub use pace::ReplayPace;
 pub use ring::ReplayRing;
 pub use seano_wire::{parse_types, Filter, FilterChange};
 
@@ -138,6 +140,8 @@ pub struct HubHandle {
     max_connections: usize,
     ring: Arc<RwLock<ReplayRing>>,
     replays: Arc<Semaphore>,
+    pace: Arc<ReplayPace>,
+    paced: prometheus::Counter,
 }
 
 /// Pages of replays sent at once, over every client (see [`HubHandle::replay_turn`]).
@@ -170,6 +174,15 @@ impl HubHandle {
             .await
             .ok()
             .and_then(Result::ok)
+    }
+
+    /// Waits for the replay budget (`WS_REPLAY_RATE`) to give a page of `frames` its slot.
+    pub async fn replay_pace(&self, frames: usize) {
+        if let Some(at) = self.pace.slot(frames) {
+            let from = tokio::time::Instant::now();
+            tokio::time::sleep_until(at).await;
+            self.paced.inc_by((at - from).as_secs_f64());
+        }
     }
 
     /// Up to `limit` frames of a replay from the replay ring, with their seqs; `None` when the
@@ -317,18 +330,20 @@ pub struct Hub {
 
 impl Hub {
     /// `queue` bounds each client's frame queue; `last_seq` is where the stream starts;
-    /// `ring_bytes` bounds the replay ring (0: none).
+    /// `ring_bytes` bounds the replay ring (0: none); `replay_rate` is the frames per second
+    /// of every replay together (0: no limit).
     pub fn new(
         queue: usize,
         max_connections: usize,
         last_seq: i64,
-        ring_bytes: usize,
+        (ring_bytes, replay_rate): (usize, u64),
         metrics: Arc<Metrics>,
     ) -> (Hub, HubHandle) {
         let ring = Arc::new(RwLock::new(ReplayRing::new(ring_bytes, last_seq)));
         let (cmd_tx, commands) = mpsc::channel(1024);
         let (committed_tx, committed) = mpsc::channel(64);
         let connections = Arc::new(AtomicUsize::new(0));
+        let paced = metrics.replay_paced_seconds.clone();
         let hub = Hub {
             clients: HashMap::new(),
             receivers: Receivers::default(),
@@ -349,6 +364,8 @@ impl Hub {
             max_connections,
             ring,
             replays: Arc::new(Semaphore::new(REPLAY_TURNS)),
+            pace: Arc::new(ReplayPace::new(replay_rate)),
+            paced,
         };
         (hub, handle)
     }

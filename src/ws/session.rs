@@ -301,6 +301,7 @@ async fn replay_pages(
         let _turn = ctx.hub.replay_turn().await;
         if let Some(page) = ctx.hub.replay_page(sel, REPLAY_PAGE as usize) {
             let full = page.len() == REPLAY_PAGE as usize;
+            ctx.hub.replay_pace(page.len()).await;
             ctx.metrics.replayed_from_ring.inc_by(page.len() as u64);
             for (seq, bytes) in page {
                 out.send(bytes).await.map_err(|_| None)?;
@@ -314,6 +315,7 @@ async fn replay_pages(
         let page = replay::messages_after(&ctx.db, sel, REPLAY_PAGE)
             .await
             .map_err(unavailable)?;
+        ctx.hub.replay_pace(page.len()).await;
         let at = format_time(Utc::now());
         ctx.metrics.replayed_from_database.inc_by(page.len() as u64);
         for msg in &page {

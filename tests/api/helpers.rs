@@ -185,6 +185,15 @@ impl TestApp {
 
     /// The value of `name`'s sample whose labels include `label` (`table="vehicle_logs"`).
     pub async fn metric(&self, name: &str, label: &str) -> u64 {
+        self.sample(name, label).await
+    }
+
+    /// [`TestApp::metric`] for a sample that is not a whole number (seconds).
+    pub async fn metric_f64(&self, name: &str, label: &str) -> f64 {
+        self.sample(name, label).await
+    }
+
+    async fn sample<T: std::str::FromStr>(&self, name: &str, label: &str) -> T {
         let body = self.metrics().await;
         let prefix = format!("{name}{{");
         body.lines()

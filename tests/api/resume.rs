@@ -168,6 +168,33 @@ async fn a_resume_is_served_from_the_replay_ring_and_after_a_restart_from_the_da
 }
 
 #[actix_web::test]
+async fn replays_share_one_budget_of_frames_per_second_and_still_send_everything() {
+    // 20 frames per second over every replay: the first client's 30 take 1.5 s of it, so the
+    // second client, resuming meanwhile, waits for its turn, then gets all of its frames too.
+    let mut app = spawn_with(Resources::fresh().await, |s| s.ws_replay_rate = 20).await;
+    for i in 0..30 {
+        app.publish("1/vehicle_log", json!({"n": i}).to_string())
+            .await;
+    }
+    app.wait_rows("vehicle_logs", 30).await;
+    const PACED: &str = "seano_ws_replay_paced_seconds_total";
+    assert_eq!(app.metric_f64(PACED, "instance=").await, 0.0);
+    let (first, second) = tokio::join!(
+        resume(&app, "/api/ws?since=0", 30),
+        resume(&app, "/api/ws/vehicle/1?since=0", 30)
+    );
+    for (frames, ..) in [first, second] {
+        let seqs: Vec<i64> = frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    }
+    assert!(
+        app.metric_f64(PACED, "instance=").await > 0.0,
+        "one of the replays waited for the budget"
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn since_outside_the_replay_window_gets_a_resync_frame_then_live_data() {
     let mut app = spawn_with(Resources::fresh().await, |s| s.ws_replay_window = 5).await;
     for i in 0..10 {

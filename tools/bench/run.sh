@@ -14,6 +14,8 @@
 #                   the database is dropped and created again with psql)
 #   BENCH_GATEWAY_BIN  a gateway binary to measure instead of the one built here (before/after
 #                   comparisons: build the older commit in a worktree and point this at it)
+#   BENCH_GATEWAY_ENV  settings given to every gateway started, as VAR=VALUE words (tuning runs:
+#                   BENCH_GATEWAY_ENV='WS_REPLAY_RATE=0 BATCH_WINDOW_MS=5')
 #   BENCH_OUT       where the JSON results and gateway logs go (default: a new /tmp/seano-bench.* dir)
 #   BENCH_ONLY      run only the scenarios whose key matches this regex (keys: ingest-sqlite-stock,
 #                   ingest-sqlite, ingest-pg, fanout, ramp, vehicle, vehicle-many, idle, slow,
@@ -99,11 +101,12 @@ fi
 start_gateway() {
   local db=$1 mqtt=$2 prefix=$3
   shift 3
-  local logf="$OUT/gateway-$SCEN${GW_TAG:-}.log"
+  local logf="$OUT/gateway-$SCEN${GW_TAG:-}.log" extra=()
+  read -ra extra <<<"${BENCH_GATEWAY_ENV:-}"
   (cd "$OUT" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" \
       HTTP_ADDR=127.0.0.1:0 DATABASE_URL="$db" MQTT_URL="$mqtt" \
       MQTT_TOPIC_PREFIX="$prefix" MQTT_CLIENT_ID="bench-gw-$RUN-$SCEN" \
-      RUST_LOG="warn,seano_gateway::startup=info" "$@" "$GW_BIN") >"$logf" 2>&1 &
+      RUST_LOG="warn,seano_gateway::startup=info" "${extra[@]}" "$@" "$GW_BIN") >"$logf" 2>&1 &
   GW_PID=$!
   local port=""
   for _ in $(seq 1 600); do
