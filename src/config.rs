@@ -29,6 +29,7 @@ pub mod defaults {
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
     pub const WS_REPLAY_RING_MB: u64 = 64;
     pub const WS_REPLAY_RATE: u64 = 1_000_000;
+    pub const WS_GATHER_MS: u64 = 10;
     pub const WS_CLIENT_RATE: u64 = 20;
     pub const WS_CLIENT_BURST: u64 = 40;
     pub const DEDUP_WINDOW: u64 = 100_000;
@@ -183,6 +184,12 @@ pub struct Settings {
     #[arg(long, env = "WS_REPLAY_RATE", value_name = "WS_REPLAY_RATE", default_value_t = defaults::WS_REPLAY_RATE,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
     pub ws_replay_rate: u64,
+
+    /// Milliseconds committed messages are gathered before they are fanned out, so that each
+    /// client writes them with one `write()` (0: each commit at once).
+    #[arg(long, env = "WS_GATHER_MS", value_name = "WS_GATHER_MS", default_value_t = defaults::WS_GATHER_MS,
+          value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub ws_gather_ms: u64,
 
     /// How many seqs back a redelivered (DUP) message is looked for before it is stored again.
     #[arg(long, env = "DEDUP_WINDOW", value_name = "DEDUP_WINDOW", default_value_t = defaults::DEDUP_WINDOW,

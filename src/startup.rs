@@ -15,7 +15,7 @@ use crate::cluster::{self, Instance, Sequencer};
 use crate::commands::{CommandSettings, Commands};
 use crate::config::Settings;
 use crate::http::{self, AppState};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::mqtt::{self, embedded, BrokerAddress, Ingest};
 use crate::store::{self, Writer, WriterConfig};
@@ -114,13 +114,14 @@ impl Application {
         let tasks = TaskTracker::new();
 
         let (hub, hub_handle) = Hub::new(
-            settings.ws_client_queue as usize,
-            settings.ws_max_connections as usize,
+            HubSettings {
+                queue: settings.ws_client_queue as usize,
+                max_connections: settings.ws_max_connections as usize,
+                ring_bytes: (settings.ws_replay_ring_mb as usize) << 20,
+                replay_rate: settings.ws_replay_rate,
+                gather: Duration::from_millis(settings.ws_gather_ms),
+            },
             last_seq,
-            (
-                (settings.ws_replay_ring_mb as usize) << 20,
-                settings.ws_replay_rate,
-            ),
             metrics.clone(),
         );
         let batch_max = settings.batch_max_messages as usize;

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
@@ -326,17 +327,34 @@ pub struct Hub {
     ring: Arc<RwLock<ReplayRing>>,
     /// A ring is kept: every message is serialized, even one no client receives.
     keep_frames: bool,
+    /// How long committed batches are gathered into one fan-out (`WS_GATHER_MS`).
+    gather: Duration,
+}
+
+/// How the hub is sized (the `WS_*` settings).
+pub struct HubSettings {
+    /// Bounds each client's frame queue.
+    pub queue: usize,
+    pub max_connections: usize,
+    /// Bounds the replay ring (0: none).
+    pub ring_bytes: usize,
+    /// Frames per second of every replay together (0: no limit).
+    pub replay_rate: u64,
+    /// How long committed messages are gathered before they are fanned out (0: at once).
+    pub gather: Duration,
 }
 
 impl Hub {
-    /// `queue` bounds each client's frame queue; `last_seq` is where the stream starts;
-    /// `ring_bytes` bounds the replay ring (0: none); `replay_rate` is the frames per second
-    /// of every replay together (0: no limit).
+    /// `last_seq` is where the stream starts.
     pub fn new(
-        queue: usize,
-        max_connections: usize,
+        HubSettings {
+            queue,
+            max_connections,
+            ring_bytes,
+            replay_rate,
+            gather,
+        }: HubSettings,
         last_seq: i64,
-        (ring_bytes, replay_rate): (usize, u64),
         metrics: Arc<Metrics>,
     ) -> (Hub, HubHandle) {
         let ring = Arc::new(RwLock::new(ReplayRing::new(ring_bytes, last_seq)));
@@ -356,6 +374,7 @@ impl Hub {
             metrics,
             ring: ring.clone(),
             keep_frames: ring_bytes > 0,
+            gather,
         };
         let handle = HubHandle {
             commands: cmd_tx,
@@ -376,7 +395,10 @@ impl Hub {
             tokio::select! {
                 biased;
                 Some(cmd) = self.commands.recv() => self.handle(cmd),
-                Some(batch) = self.committed.recv() => self.fan_out(batch),
+                Some(batch) = self.committed.recv() => {
+                    let batch = self.gather(batch, &stop).await;
+                    self.fan_out(batch);
+                }
                 _ = stop.cancelled() => break,
             }
         }
@@ -384,6 +406,34 @@ impl Hub {
         // to write what is left, and its session to close.
         while let Ok(batch) = self.committed.try_recv() {
             self.fan_out(batch);
+        }
+    }
+
+    /// Adds to `batch` what is committed within the gather window after it, so each client is
+    /// woken once and writes once for all of it: at 100 messages a second, a client's frames
+    /// otherwise each cost a wake-up and a `write()` of their own. Clients joining meanwhile
+    /// are added as usual: the seam is the last seq fanned out, which these are not yet.
+    async fn gather(
+        &mut self,
+        mut batch: Vec<StoredMessage>,
+        stop: &CancellationToken,
+    ) -> Vec<StoredMessage> {
+        if self.gather.is_zero() {
+            return batch;
+        }
+        let until = tokio::time::sleep(self.gather);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                biased;
+                Some(cmd) = self.commands.recv() => self.handle(cmd),
+                more = self.committed.recv() => match more {
+                    Some(more) => batch.extend(more),
+                    None => return batch,
+                },
+                _ = &mut until => return batch,
+                _ = stop.cancelled() => return batch,
+            }
         }
     }
 

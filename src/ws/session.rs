@@ -205,10 +205,15 @@ async fn replay_and_register(
     let now = || format_time(Utc::now());
     let count = ctx.hub.connection_count();
 
+    // The live stream starts after the snapshot's newest message at least: a message committed
+    // before the snapshot was read but not yet broadcast (the hub gathers for `WS_GATHER_MS`)
+    // is older than the state the client was just given.
+    let mut snapshot_seq = 0;
     if snapshot && filter.types.contains(&MessageType::VehicleLog) {
         let latest = replay::latest_vehicle_logs(&ctx.db, vehicles.as_ref())
             .await
             .map_err(unavailable)?;
+        snapshot_seq = latest.iter().map(|m| m.seq).max().unwrap_or(0);
         let at = now();
         for msg in &latest {
             out.send(frame::encode(msg, &at, count, true))
@@ -225,7 +230,7 @@ async fn replay_and_register(
     };
     let register = async {
         let (reg, queue) = ctx.hub.register(slot, filter, stream, conflate).await?;
-        let seam = reg.last_seq;
+        let seam = reg.last_seq.max(snapshot_seq);
         Some(((reg, queue), seam))
     };
     if let Some(since) = since {
