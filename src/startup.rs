@@ -310,6 +310,10 @@ impl Application {
                 .wrap(cors(&auth))
                 .configure(http::routes)
         })
+        // A frame goes out when written, not held (Nagle) until the client's TCP acknowledges the
+        // last one, which a client's delayed ACK holds up to 40 ms: frames that are ready together
+        // already share one write (`WS_GATHER_MS`, the body's chunks).
+        .tcp_nodelay(true)
         .listen(listener)
         .context("starting the HTTP server")?
         .disable_signals()

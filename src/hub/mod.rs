@@ -410,15 +410,18 @@ impl Hub {
     }
 
     /// Adds to `batch` what is committed within the gather window after it, so each client is
-    /// woken once and writes once for all of it: at 100 messages a second, a client's frames
-    /// otherwise each cost a wake-up and a `write()` of their own. Clients joining meanwhile
+    /// woken once and writes once for all of it: at 100 messages a second, a fleet client's
+    /// frames otherwise each cost a wake-up and a `write()` of their own. With no fleet client
+    /// connected, nothing is gathered. Clients joining meanwhile
     /// are added as usual: the seam is the last seq fanned out, which these are not yet.
     async fn gather(
         &mut self,
         mut batch: Vec<StoredMessage>,
         stop: &CancellationToken,
     ) -> Vec<StoredMessage> {
-        if self.gather.is_zero() {
+        // Only a client that takes every vehicle gets enough frames in a window for them to
+        // share a write; a vehicle stream's next frame is usually a window or more away.
+        if self.gather.is_zero() || self.receivers.fleet.is_empty() {
             return batch;
         }
         let until = tokio::time::sleep(self.gather);
