@@ -149,7 +149,7 @@ pub struct HubHandle {
 const REPLAY_TURNS: usize = 4;
 
 /// How long a replay waits for its turn before it goes on without one.
-const REPLAY_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const REPLAY_TURN_WAIT: Duration = Duration::from_secs(1);
 
 impl HubHandle {
     /// Takes a connection slot, or `None` when the cap is reached.
@@ -412,8 +412,8 @@ impl Hub {
     /// Adds to `batch` what is committed within the gather window after it, so each client is
     /// woken once and writes once for all of it: at 100 messages a second, a fleet client's
     /// frames otherwise each cost a wake-up and a `write()` of their own. With no fleet client
-    /// connected, nothing is gathered. Clients joining meanwhile
-    /// are added as usual: the seam is the last seq fanned out, which these are not yet.
+    /// connected, nothing is gathered. Clients joining meanwhile are added as usual: the seam
+    /// is the last seq fanned out, which these are not yet.
     async fn gather(
         &mut self,
         mut batch: Vec<StoredMessage>,

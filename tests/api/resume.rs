@@ -244,11 +244,15 @@ async fn since_outside_the_replay_window_gets_a_resync_frame_then_live_data() {
 
 #[actix_web::test]
 async fn snapshot_latest_sends_each_vehicles_latest_state_before_live_data() {
-    let mut app = spawn_app().await;
+    // A fleet client is connected, so the hub gathers commits for a second before it fans them
+    // out: the snapshot below is read while what it shows is committed but not yet broadcast.
+    let mut app = spawn_with(Resources::fresh().await, |s| s.ws_gather_ms = 1_000).await;
+    let mut fleet = app.connect_ws("/api/ws").await;
+    fleet.next_json().await;
+    app.publish("3/raw_log", "no state for vehicle 3").await;
     app.publish("1/vehicle_log", r#"{"mode":"MANUAL"}"#).await;
     app.publish("2/vehicle_log", r#"{"mode":"AUTO"}"#).await;
     app.publish("1/vehicle_log", r#"{"mode":"GUIDED"}"#).await;
-    app.publish("3/raw_log", "no state for vehicle 3").await;
     app.wait_rows("vehicle_logs", 3).await;
 
     let mut ws = app.connect_ws("/api/ws?snapshot=latest").await;
