@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::Frame;
+use super::{Frame, Frames, QueueTx, Refused};
 use crate::domain::MessageType;
 
 /// What a frame is the latest of: vehicle, type, and sensor (its id, or a hash of its code, so
@@ -42,25 +42,23 @@ struct Parked {
     skipped: u64,
 }
 
-/// The session has gone.
-pub struct Gone;
-
 impl Conflation {
-    /// Hub side: queue the frame, or park it if the client is behind.
-    pub fn offer(&self, frame: Frame, tx: &mpsc::Sender<Frame>) -> Result<(), Gone> {
+    /// Hub side: queue the run, or park its frames if the client is behind.
+    pub fn offer(&self, run: Frames, tx: &QueueTx) -> Result<(), Refused> {
         // unwrap: the lock is never held across a panic (no code here can panic).
         let mut parked = self.state.lock().unwrap();
-        let frame = if parked.frames.is_empty() {
-            match tx.try_send(frame) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(frame)) => frame,
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Gone),
+        let (run, from) = if parked.frames.is_empty() {
+            match tx.try_send(run) {
+                Err(Refused::Full(run, from)) => (run, from),
+                sent => return sent,
             }
         } else {
-            frame
+            (run, 0)
         };
-        if parked.frames.insert(frame.key, frame).is_some() {
-            parked.skipped += 1;
+        for frame in &run[from..] {
+            if parked.frames.insert(frame.key, frame.clone()).is_some() {
+                parked.skipped += 1;
+            }
         }
         Ok(())
     }
@@ -69,7 +67,7 @@ impl Conflation {
     /// last take, if its queue is empty. The hub queues and parks under this lock, so with the
     /// queue empty here every parked frame is newer than anything queued, and the hub queues
     /// again only after they are taken. `None`: frames were queued meanwhile; take those first.
-    pub fn take(&self, queue: &mpsc::Receiver<Frame>) -> Option<(Vec<Frame>, u64)> {
+    pub fn take(&self, queue: &mpsc::UnboundedReceiver<Frames>) -> Option<(Vec<Frame>, u64)> {
         // unwrap: see `offer`.
         let mut parked = self.state.lock().unwrap();
         if !queue.is_empty() {

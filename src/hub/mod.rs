@@ -17,9 +17,7 @@ pub mod frame;
 mod pace;
 mod ring;
 
-#[cfg(test)]
-use std::collections::BTreeSet;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -70,11 +68,66 @@ pub struct Frame {
     pub key: ConflationKey,
 }
 
+/// A run of frames in seq order: what one batch holds for a filter, shared by every client
+/// with that filter (each gets an `Arc`, not a copy).
+pub type Frames = Arc<[Frame]>;
+
 /// A client's frames: what the hub queued for it, in commit order, and for `conflate=latest`
 /// what it parked while the queue was full. The queue closes when the hub ends.
 pub struct Queue {
-    pub frames: mpsc::Receiver<Frame>,
+    pub frames: mpsc::UnboundedReceiver<Frames>,
+    /// Frames queued and not yet taken: the body takes them off as it writes them.
+    pub queued: Arc<AtomicUsize>,
     pub conflation: Option<Arc<Conflation>>,
+}
+
+/// The hub's end of a client's queue, bounded by frames (`WS_CLIENT_QUEUE`), not by runs.
+pub struct QueueTx {
+    tx: mpsc::UnboundedSender<Frames>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Why a run was not queued, or not all of it.
+pub enum Refused {
+    /// The queue is full: the run's frames from this index on did not fit (those before it
+    /// were queued).
+    Full(Frames, usize),
+    /// The client's body is gone.
+    Closed,
+}
+
+impl QueueTx {
+    fn new(limit: usize, conflation: Option<Arc<Conflation>>) -> (QueueTx, Queue) {
+        let (tx, frames) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queue = Queue {
+            frames,
+            queued: queued.clone(),
+            conflation,
+        };
+        (QueueTx { tx, queued, limit }, queue)
+    }
+
+    /// Queues as much of `run` as fits under the limit: all of it, or the frames up to the
+    /// limit (copied into a run of their own, which only an overflow costs) and `Full`.
+    pub fn try_send(&self, run: Frames) -> Result<(), Refused> {
+        let room = self.limit.saturating_sub(self.queued.load(Relaxed));
+        let fits = room.min(run.len());
+        if fits > 0 {
+            let head = if fits == run.len() {
+                run.clone()
+            } else {
+                run[..fits].iter().cloned().collect()
+            };
+            self.queued.fetch_add(fits, Relaxed);
+            self.tx.send(head).map_err(|_| Refused::Closed)?;
+        }
+        if fits < run.len() {
+            return Err(Refused::Full(run, fits));
+        }
+        Ok(())
+    }
 }
 
 /// What a session gets back from [`HubHandle::register`], with its [`Queue`].
@@ -145,11 +198,10 @@ pub struct HubHandle {
     paced: prometheus::Counter,
 }
 
-/// Pages of replays sent at once, over every client (see [`HubHandle::replay_turn`]).
-const REPLAY_TURNS: usize = 4;
-
-/// How long a replay waits for its turn before it goes on without one.
-const REPLAY_TURN_WAIT: Duration = Duration::from_secs(1);
+/// Replay pages read from the database at once, over every client (see
+/// [`HubHandle::replay_turn`]): half of SQLite's pool, so requests and the commands service
+/// always find a connection.
+const REPLAY_TURNS: usize = 2;
 
 impl HubHandle {
     /// Takes a connection slot, or `None` when the cap is reached.
@@ -164,17 +216,13 @@ impl HubHandle {
             })
     }
 
-    /// A turn to send one page of a replay. At most [`REPLAY_TURNS`] pages are sent at once,
-    /// so a storm of resumes (or of catch-ups) leaves the workers to live delivery and the
-    /// database to ingest, and the replays take turns page by page. A turn not given within
-    /// [`REPLAY_TURN_WAIT`] is gone without (`None`): a page held up by a client that stopped
-    /// reading must not hold every other replay back.
+    /// A turn to read one page of a replay from the database, held while it is read (not
+    /// while it is sent: a client that stops reading holds no turn). At most [`REPLAY_TURNS`]
+    /// are read at once, so a storm of resumes (or of catch-ups) takes turns page by page and
+    /// cannot take every database connection; the store writer has its own. `None` once the
+    /// hub is gone.
     pub async fn replay_turn(&self) -> Option<OwnedSemaphorePermit> {
-        let turn = self.replays.clone().acquire_owned();
-        tokio::time::timeout(REPLAY_TURN_WAIT, turn)
-            .await
-            .ok()
-            .and_then(Result::ok)
+        self.replays.clone().acquire_owned().await.ok()
     }
 
     /// Waits for the replay budget (`WS_REPLAY_RATE`) to give a page of `frames` its slot.
@@ -262,7 +310,7 @@ struct Client {
     filter: Filter,
     stream: Stream,
     connected_at: DateTime<Utc>,
-    tx: mpsc::Sender<Frame>,
+    tx: QueueTx,
     /// The queue overflowed: nothing is queued until the session rejoins.
     lagging: bool,
     lagged: Arc<Notify>,
@@ -305,12 +353,37 @@ impl Receivers {
         }
     }
 
-    /// Every client that may want a message of `vehicle`, each once.
-    fn of(&self, vehicle: i64) -> impl Iterator<Item = &ClientId> {
-        self.fleet
-            .iter()
-            .chain(self.by_vehicle.get(&vehicle).into_iter().flatten())
+    /// Whether any client may want a message of `vehicle`.
+    fn any_of(&self, vehicle: i64) -> bool {
+        !self.fleet.is_empty() || self.by_vehicle.contains_key(&vehicle)
     }
+
+    /// Every client that may want a message of one of `vehicles`, each once.
+    fn of(&self, vehicles: &BTreeSet<i64>) -> Vec<ClientId> {
+        let mut ids: Vec<ClientId> = self.fleet.iter().copied().collect();
+        let fleet = ids.len();
+        for v in vehicles {
+            ids.extend(self.by_vehicle.get(v).into_iter().flatten());
+        }
+        // A client naming several of them is in several lists; fleet clients are in none.
+        let named = &mut ids[fleet..];
+        named.sort_unstable();
+        let unique = fleet + partition_dedup(named);
+        ids.truncate(unique);
+        ids
+    }
+}
+
+/// Moves the distinct values of sorted `ids` to its front and returns how many there are.
+fn partition_dedup(ids: &mut [ClientId]) -> usize {
+    let mut n = 0;
+    for i in 0..ids.len() {
+        if n == 0 || ids[i] != ids[n - 1] {
+            ids[n] = ids[i];
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The hub task's private state.
@@ -452,7 +525,7 @@ impl Hub {
                 let conflation = conflate.then(|| Arc::new(Conflation::default()));
                 let id = self.next_id;
                 self.next_id += 1;
-                let (tx, frames) = mpsc::channel(self.queue);
+                let (tx, queue) = QueueTx::new(self.queue, conflation.clone());
                 let lagged = Arc::new(Notify::new());
                 self.receivers.add(id, &filter);
                 self.clients.insert(
@@ -464,7 +537,7 @@ impl Hub {
                         tx,
                         lagging: false,
                         lagged: lagged.clone(),
-                        conflation: conflation.clone(),
+                        conflation,
                     },
                 );
                 let registration = Registration {
@@ -474,7 +547,6 @@ impl Hub {
                     last_seq: self.last_seq,
                     _slot: slot,
                 };
-                let queue = Queue { frames, conflation };
                 if reply.send((registration, queue)).is_err() {
                     self.remove(id);
                 }
@@ -506,80 +578,90 @@ impl Hub {
         }
     }
 
+    /// Sends each client what `batch` holds for it as one run: the frames of a filter are
+    /// gathered once and shared by every client with that filter, so a batch costs each
+    /// receiver one queue push, not one per message (a thousand fleet clients at ingest rates
+    /// were millions of pushes a second on the thread that also stores).
     fn fan_out(&mut self, batch: Vec<StoredMessage>) {
         let now = Utc::now();
         let broadcast_time = format_time(now);
         let count = self.connections.load(Relaxed);
-        let mut dropped: HashSet<ClientId> = HashSet::new();
         // Observed locally and added to the shared histogram once, when the batch is done.
         let lags = self.metrics.broadcast_lag_seconds.local();
         let keep = self.keep_frames;
-        let mut kept = Vec::with_capacity(if keep { batch.len() } else { 0 });
-        for msg in &batch {
-            self.metrics.broadcast.add(msg.kind, 1);
-            let lag = (now - msg.received_at)
-                .num_microseconds()
-                .unwrap_or(0)
-                .max(0);
-            lags.observe(lag as f64 / 1e6);
-            let encode = || Frame {
-                seq: msg.seq,
-                bytes: frame::encode(msg, &broadcast_time, count, false),
-                key: conflate::key_of(msg),
+        let mut vehicles = BTreeSet::new();
+        // Every message is serialized once, if a client may take it or the ring keeps it.
+        let frames: Vec<Option<Frame>> = batch
+            .iter()
+            .map(|msg| {
+                self.metrics.broadcast.add(msg.kind, 1);
+                let lag = (now - msg.received_at)
+                    .num_microseconds()
+                    .unwrap_or(0)
+                    .max(0);
+                lags.observe(lag as f64 / 1e6);
+                vehicles.insert(msg.vehicle_id);
+                (keep || self.receivers.any_of(msg.vehicle_id)).then(|| Frame {
+                    seq: msg.seq,
+                    bytes: frame::encode(msg, &broadcast_time, count, false),
+                    key: conflate::key_of(msg),
+                })
+            })
+            .collect();
+        lags.flush();
+        let mut runs: HashMap<Filter, Frames> = HashMap::new();
+        let mut dropped = Vec::new();
+        for id in self.receivers.of(&vehicles) {
+            let Some(client) = self.clients.get_mut(&id) else {
+                continue;
             };
-            // The ring keeps every frame, so it is serialized even if no client takes it.
-            let mut frame = keep.then(encode);
-            for id in self.receivers.of(msg.vehicle_id) {
-                let Some(client) = self.clients.get_mut(id) else {
-                    continue;
-                };
-                if client.lagging
-                    || !client.filter.matches(msg.vehicle_id, msg.kind)
-                    || (!dropped.is_empty() && dropped.contains(id))
-                {
-                    continue;
-                }
-                let frame = frame.get_or_insert_with(encode);
-                let sent = match &client.conflation {
-                    Some(conflation) => conflation
-                        .offer(frame.clone(), &client.tx)
-                        .map_err(|_| mpsc::error::TrySendError::Closed(())),
-                    None => client.tx.try_send(frame.clone()).map_err(|e| match e {
-                        mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-                        mpsc::error::TrySendError::Closed(_) => {
-                            mpsc::error::TrySendError::Closed(())
-                        }
-                    }),
-                };
-                match sent {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(())) => {
-                        // Its session catches up (from the replay ring or the database) after the
-                        // last frame queued.
-                        client.lagging = true;
-                        client.lagged.notify_one();
-                        self.metrics.clients_caught_up.inc();
-                        log::debug!(
-                            "hub: client {id} fell {} frames behind; it catches up from the database",
-                            self.queue
-                        );
-                    }
-                    // The session is ending; its Unregister is on the way.
-                    Err(mpsc::error::TrySendError::Closed(())) => {
-                        dropped.insert(*id);
-                    }
-                }
+            if client.lagging {
+                continue;
             }
-            if let Some(frame) = frame.filter(|_| keep) {
-                kept.push((msg.seq, msg.vehicle_id, msg.kind, frame.bytes));
+            let run = match runs.get(&client.filter) {
+                Some(run) => run.clone(),
+                None => {
+                    let run: Frames = batch
+                        .iter()
+                        .zip(&frames)
+                        .filter(|(msg, _)| client.filter.matches(msg.vehicle_id, msg.kind))
+                        .filter_map(|(_, frame)| frame.clone())
+                        .collect();
+                    runs.insert(client.filter.clone(), run.clone());
+                    run
+                }
+            };
+            if run.is_empty() {
+                continue;
+            }
+            let sent = match &client.conflation {
+                Some(conflation) => conflation.offer(run, &client.tx),
+                None => client.tx.try_send(run),
+            };
+            match sent {
+                Ok(()) => {}
+                Err(Refused::Full(..)) => {
+                    // Its session catches up (from the replay ring or the database) after the
+                    // last frame queued.
+                    client.lagging = true;
+                    client.lagged.notify_one();
+                    self.metrics.clients_caught_up.inc();
+                    log::debug!(
+                        "hub: client {id} fell {} frames behind; it catches up from the database",
+                        self.queue
+                    );
+                }
+                // The session is ending; its Unregister is on the way.
+                Err(Refused::Closed) => dropped.push(id),
             }
         }
-        lags.flush();
         if keep {
             // unwrap: see `HubHandle::replay_page`.
             let mut ring = self.ring.write().unwrap();
-            for (seq, vehicle_id, kind, bytes) in kept {
-                ring.push(seq, vehicle_id, kind, bytes);
+            for (msg, frame) in batch.iter().zip(frames) {
+                if let Some(frame) = frame {
+                    ring.push(msg.seq, msg.vehicle_id, msg.kind, frame.bytes);
+                }
             }
         }
         for id in dropped {
@@ -634,7 +716,7 @@ mod tests {
     use crate::domain::MessageType;
 
     fn ids(r: &Receivers, vehicle: i64) -> Vec<ClientId> {
-        let mut v: Vec<_> = r.of(vehicle).copied().collect();
+        let mut v = r.of(&BTreeSet::from([vehicle]));
         v.sort_unstable();
         v
     }
@@ -654,6 +736,13 @@ mod tests {
         assert_eq!(ids(&r, 1), [10, 11, 12]);
         assert_eq!(ids(&r, 2), [10, 12]);
         assert_eq!(ids(&r, 3), [10]);
+        let mut both_ids = r.of(&BTreeSet::from([1, 2]));
+        both_ids.sort_unstable();
+        assert_eq!(
+            both_ids,
+            [10, 11, 12],
+            "a client naming both is offered the batch once"
+        );
         r.remove(12, &both);
         r.remove(10, &fleet);
         assert_eq!(ids(&r, 1), [11]);

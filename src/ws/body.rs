@@ -13,6 +13,7 @@
 //! catches up from the database after it.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -23,7 +24,7 @@ use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::protocol;
-use crate::hub::Queue;
+use crate::hub::{Frames, Queue};
 use crate::metrics::Metrics;
 
 /// What the session sends through the body.
@@ -53,6 +54,8 @@ const MAX_CLOSE_REASON: usize = 123;
 pub struct FrameBody {
     control: mpsc::Receiver<Out>,
     queue: Option<Queue>,
+    /// The run being written, and how far: a run larger than one chunk is written over several.
+    run: Option<(Frames, usize)>,
     /// Live frames are taken from the queue.
     live: bool,
     /// Live frames up to this seq are skipped: they were replayed or already written.
@@ -83,6 +86,7 @@ impl FrameBody {
         let body = FrameBody {
             control,
             queue: None,
+            run: None,
             live: false,
             cursor: 0,
             pause: None,
@@ -152,15 +156,30 @@ impl FrameBody {
             return;
         };
         let mut sent = 0;
+        let mut taken = 0;
         let mut ended = false;
+        let mut drained = false;
         while self.buf.len() < CHUNK {
-            match queue.frames.poll_recv(cx) {
-                Poll::Ready(Some(frame)) => {
+            if let Some((run, at)) = &mut self.run {
+                while *at < run.len() && self.buf.len() < CHUNK {
+                    let frame = &run[*at];
+                    *at += 1;
+                    taken += 1;
                     if frame.seq > self.cursor {
                         write_text(&mut self.buf, frame.bytes.as_bytes());
                         self.cursor = frame.seq;
                         sent += 1;
                     }
+                }
+                if *at < run.len() {
+                    // The buffer is full; the rest of the run goes with the next chunk.
+                    break;
+                }
+                self.run = None;
+            }
+            match queue.frames.poll_recv(cx) {
+                Poll::Ready(Some(run)) => {
+                    self.run = Some((run, 0));
                     continue;
                 }
                 Poll::Ready(None) => ended = true,
@@ -195,11 +214,17 @@ impl FrameBody {
                 self.live = false;
                 self.hub_ended.notify_one();
             }
-            self.answer_pause();
+            drained = true;
             break;
+        }
+        if taken > 0 {
+            queue.queued.fetch_sub(taken, Relaxed);
         }
         if sent > 0 {
             self.metrics.frames_sent.inc_by(sent);
+        }
+        if drained {
+            self.answer_pause();
         }
     }
 

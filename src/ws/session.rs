@@ -303,7 +303,6 @@ async fn replay_pages(
     count: usize,
 ) -> Result<(), Option<CloseReason>> {
     loop {
-        let _turn = ctx.hub.replay_turn().await;
         if let Some(page) = ctx.hub.replay_page(sel, REPLAY_PAGE as usize) {
             let full = page.len() == REPLAY_PAGE as usize;
             ctx.hub.replay_pace(page.len()).await;
@@ -317,9 +316,11 @@ async fn replay_pages(
             }
             continue;
         }
+        let turn = ctx.hub.replay_turn().await;
         let page = replay::messages_after(&ctx.db, sel, REPLAY_PAGE)
             .await
             .map_err(unavailable)?;
+        drop(turn);
         ctx.hub.replay_pace(page.len()).await;
         let at = format_time(Utc::now());
         ctx.metrics.replayed_from_database.inc_by(page.len() as u64);

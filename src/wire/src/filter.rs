@@ -11,7 +11,7 @@ use crate::MessageType;
 ///
 /// `/api/ws` starts with `all`; `/api/ws/vehicle/{id}` with `{id}`. `subscribe` with a vehicle
 /// adds it, without one sets `all`; `unsubscribe` removes a vehicle, or clears `all`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Filter {
     /// Every vehicle.
     pub all: bool,
