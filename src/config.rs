@@ -30,6 +30,7 @@ pub mod defaults {
     pub const WS_REPLAY_RING_MB: u64 = 64;
     pub const WS_REPLAY_RATE: u64 = 1_000_000;
     pub const WS_GATHER_MS: u64 = 20;
+    pub const HTTP_WORKER_NICE: u64 = 10;
     pub const WS_CLIENT_RATE: u64 = 20;
     pub const WS_CLIENT_BURST: u64 = 40;
     pub const DEDUP_WINDOW: u64 = 100_000;
@@ -190,6 +191,13 @@ pub struct Settings {
     #[arg(long, env = "WS_GATHER_MS", value_name = "WS_GATHER_MS", default_value_t = defaults::WS_GATHER_MS,
           value_parser = clap::value_parser!(u64).range(0..=1_000))]
     pub ws_gather_ms: u64,
+
+    /// The nice value of the HTTP workers (WebSocket streams and REST) relative to the threads
+    /// that take messages in and store them: with both cores busy, storing comes first and
+    /// live streams fall behind (and catch up) instead. 0: the same priority.
+    #[arg(long, env = "HTTP_WORKER_NICE", value_name = "HTTP_WORKER_NICE", default_value_t = defaults::HTTP_WORKER_NICE,
+          value_parser = clap::value_parser!(u64).range(0..=19))]
+    pub http_worker_nice: u64,
 
     /// How many seqs back a redelivered (DUP) message is looked for before it is stored again.
     #[arg(long, env = "DEDUP_WINDOW", value_name = "DEDUP_WINDOW", default_value_t = defaults::DEDUP_WINDOW,

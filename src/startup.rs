@@ -215,7 +215,7 @@ impl Application {
             Err(e) => log::error!("store: could not roll up what a previous run left: {e}"),
         }
         let (writer, store_handle, rollup_sync) = Writer::new(
-            db.clone(),
+            store::connect_writer(&settings.database_url).await?,
             feed,
             receipts,
             metrics.clone(),
@@ -304,7 +304,10 @@ impl Application {
             commands,
             rollup_sync,
         });
+        let nice = settings.http_worker_nice as libc::c_int;
         let server = HttpServer::new(move || {
+            // Called once in each worker thread as it starts.
+            lower_this_worker(nice);
             App::new()
                 .app_data(state.clone())
                 .wrap(cors(&auth))
@@ -448,4 +451,33 @@ pub fn shutdown_on_signals(token: CancellationToken) {
         log::info!("signal received");
         token.cancel();
     });
+}
+
+/// Lowers the calling HTTP worker thread's priority by `nice` (`HTTP_WORKER_NICE`), never the
+/// main thread's, which ingests and stores. Linux keeps a nice value per thread.
+fn lower_this_worker(nice: libc::c_int) {
+    // SAFETY: plain syscalls on the calling thread, with no pointers.
+    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
+    if nice == 0 || tid == pid {
+        return;
+    }
+    // SAFETY: as above. getpriority may return -1 as a value: errno tells an error apart.
+    let current = unsafe {
+        *libc::__errno_location() = 0;
+        let p = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        if *libc::__errno_location() == 0 {
+            p
+        } else {
+            0
+        }
+    };
+    let target = (current + nice).min(19);
+    // SAFETY: as above; a refusal only leaves the priority as it was.
+    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target) };
+    if done != 0 {
+        log::warn!(
+            "could not lower an HTTP worker's priority (HTTP_WORKER_NICE={nice}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }

@@ -39,19 +39,39 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 /// Connects, applies the gateway's SQLite settings (WAL, NORMAL sync, busy timeout) or turns
 /// Nagle's algorithm off for PostgreSQL over TCP, and runs the migrations.
 pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    // SQLite: one writer at a time anyway; more connections only add lock contention.
+    let db = open(url, if is_sqlite(url) { 4 } else { 10 }).await?;
+    Migrator::up(&db, None)
+        .await
+        .context("running database migrations")?;
+    Ok(db)
+}
+
+/// The store writer's own connection (after [`connect`] has migrated), so that ingest never
+/// waits for one behind readers: a thousand lagging clients paging from the database held
+/// every connection of the shared pool, and ingest fell tenfold while they did.
+pub async fn connect_writer(url: &str) -> anyhow::Result<DatabaseConnection> {
+    // PostgreSQL: a second one, so a broken connection is replaced without a wait.
+    open(url, if is_sqlite(url) { 1 } else { 2 }).await
+}
+
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+async fn open(url: &str, connections: u32) -> anyhow::Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        .max_connections(connections)
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
         });
-    if url.starts_with("sqlite:") {
-        // One writer at a time anyway; more connections only add lock contention.
-        opts.max_connections(4);
+    if is_sqlite(url) {
         // A connection coming back from a transaction that failed (its rollback still queued,
         // or refused because SQLite had already rolled back, as it does when the disk is full)
         // is closed, not reused: sqlx would take it for one still inside a transaction, turn
@@ -67,7 +87,7 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
     } else {
         // Connections open at start, not on the first busy moment: opening one (and turning
         // Nagle off on it) took ~90 ms, a delay a client would see on its frames.
-        opts.max_connections(10).min_connections(4);
+        opts.min_connections(connections.min(4));
         if let Some(port) = tcp_port(url) {
             opts.map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {
@@ -80,13 +100,9 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             });
         }
     }
-    let db = Database::connect(opts)
+    Database::connect(opts)
         .await
-        .with_context(|| format!("connecting to the database at {}", redact(url)))?;
-    Migrator::up(&db, None)
-        .await
-        .context("running database migrations")?;
-    Ok(db)
+        .with_context(|| format!("connecting to the database at {}", redact(url)))
 }
 
 /// The TCP port of a PostgreSQL URL; `None` when it names a Unix socket directory (`host=/...`).

@@ -105,6 +105,9 @@ pub struct TestApp {
     pub resources: Resources,
     /// A connection of the test's own, not the application's pool.
     pub db: DatabaseConnection,
+    /// The application's shared pool (what requests and streams read with), for tests that
+    /// take its connections.
+    pub app_db: DatabaseConnection,
     pub http: awc::Client,
     pub shutdown: CancellationToken,
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -134,6 +137,7 @@ pub async fn spawn_unready(resources: Resources, tweak: impl FnOnce(&mut Setting
     let port = app.port();
     let mqtt_url = app.broker().to_string();
     let shutdown = app.shutdown_token();
+    let app_db = app.db().clone();
     // The test's own connection: what it sees, any other reader sees.
     let db = Database::connect(&resources.database_url)
         .await
@@ -149,6 +153,7 @@ pub async fn spawn_unready(resources: Resources, tweak: impl FnOnce(&mut Setting
         mqtt_url,
         resources,
         db,
+        app_db,
         http: awc::Client::default(),
         shutdown,
         server: Some(server),

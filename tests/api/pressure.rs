@@ -8,7 +8,8 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::helpers::{
-    hold_seq_cursor, spawn_with, wait_for, PrivateMosquitto, Publisher, Resources, WsClient,
+    hold_seq_cursor, spawn_with, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources,
+    WsClient,
 };
 
 /// Reads `n` data frames; returns (vehicle, data) in arrival order, checking seq increases.
@@ -232,4 +233,77 @@ async fn ingest_keeps_its_broker_session_through_a_database_outage_and_loses_not
     assert_eq!(status["backlog"], 0, "{status}");
     app.stop().await;
     drop(private);
+}
+
+/// Readers cannot starve ingest of the database: with every connection of the shared pool
+/// taken (as a thousand lagging clients paging their catch-up from the database did), messages
+/// are still stored and streamed, since the store writer has a connection of its own.
+#[actix_web::test]
+async fn messages_are_stored_while_readers_hold_every_shared_connection() {
+    use sea_orm::{DbBackend, TransactionTrait};
+    let mut app = spawn_with(Resources::fresh().await, |_| {}).await;
+    let mut ws = app.connect_ws("/api/ws").await;
+    ws.next_json().await;
+    let size = match app.app_db.get_database_backend() {
+        DbBackend::Sqlite => app
+            .app_db
+            .get_sqlite_connection_pool()
+            .options()
+            .get_max_connections(),
+        _ => app
+            .app_db
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections(),
+    };
+    let mut held = Vec::new();
+    for _ in 0..size {
+        held.push(app.app_db.begin().await.unwrap());
+    }
+    app.publish("7/raw_log", "stored anyway").await;
+    let frame = ws.next_data().await;
+    assert_eq!(frame["data"], "stored anyway");
+    assert_eq!(frame["vehicle_id"], 7);
+    drop(held);
+}
+
+/// With both cores busy, storing comes first: the HTTP workers (streams and REST) run
+/// `HTTP_WORKER_NICE` (10) below the main thread, which takes messages in and stores them.
+#[actix_web::test]
+async fn http_workers_run_at_a_lower_priority_than_the_threads_that_store() {
+    let mut resources = Resources::fresh().await;
+    let private = match resources.mqtt_url {
+        Some(_) => None,
+        None => Some(PrivateMosquitto::start().await),
+    };
+    if let Some(broker) = &private {
+        resources.mqtt_url = Some(broker.url.clone());
+    }
+    let gateway = GatewayProcess::start(&resources).await;
+    let pid = gateway.child.id();
+    // (name, nice) from /proc/PID/task/TID/stat: the name is in parentheses, and the nice value
+    // is the 19th field, the 17th after them.
+    let thread = |tid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let nice: i64 = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        (name, nice)
+    };
+    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| thread(&e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    let (_, main) = thread(&pid.to_string());
+    let workers: Vec<i64> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("actix-rt|system"))
+        .map(|(_, nice)| *nice)
+        .collect();
+    assert!(!workers.is_empty(), "no HTTP worker among {threads:?}");
+    assert!(
+        workers.iter().all(|&n| n == (main + 10).min(19)),
+        "workers at {workers:?}, main thread at {main}: {threads:?}"
+    );
+    gateway.terminate().await;
 }
