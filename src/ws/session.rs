@@ -228,9 +228,11 @@ async fn replay_and_register(
         after_seq: 0,
         up_to_seq: None,
     };
-    let register = async {
+    // `floor`: a client told to reload history (resync) up to the last stored seq goes live
+    // after it, even if those messages are still being gathered for broadcast.
+    let register = move |floor: i64| async move {
         let (reg, queue) = ctx.hub.register(slot, filter, stream, conflate).await?;
-        let seam = reg.last_seq.max(snapshot_seq);
+        let seam = reg.last_seq.max(snapshot_seq).max(floor);
         Some(((reg, queue), seam))
     };
     if let Some(since) = since {
@@ -247,18 +249,19 @@ async fn replay_and_register(
             ))
             .await
             .map_err(|_| None)?;
-            return register.await.ok_or_else(shutting_down);
+            return register(last).await.ok_or_else(shutting_down);
         }
         if since <= last && last - since <= ctx.config.replay_window {
             // Catch up from the database without holding a hub queue, which could overflow.
             sel.after_seq = since;
-            return replay_then_join(out, ctx, &mut sel, count, register).await;
+            return replay_then_join(out, ctx, &mut sel, count, register(0)).await;
         }
         out.send(protocol::resync(since, last, ctx.config.replay_window))
             .await
             .map_err(|_| None)?;
+        return register(last).await.ok_or_else(shutting_down);
     }
-    register.await.ok_or_else(shutting_down)
+    register(0).await.ok_or_else(shutting_down)
 }
 
 /// Sends what is stored after `sel.after_seq`, joins the live stream with `join` (which gives

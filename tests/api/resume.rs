@@ -242,6 +242,39 @@ async fn since_outside_the_replay_window_gets_a_resync_frame_then_live_data() {
     app.stop().await;
 }
 
+/// A client told to resync reloads history up to the frame's `last_seq` over REST: its live
+/// stream starts after it, even while those messages are still gathered for broadcast.
+#[actix_web::test]
+async fn after_a_resync_the_live_stream_starts_after_its_last_seq() {
+    let mut app = spawn_with(Resources::fresh().await, |s| {
+        s.ws_replay_window = 5;
+        s.ws_gather_ms = 1_000;
+    })
+    .await;
+    // A fleet client makes the hub gather commits for a second before it fans them out.
+    let mut fleet = app.connect_ws("/api/ws").await;
+    fleet.next_json().await;
+    for i in 0..10 {
+        app.publish("1/raw_log", format!("m{i}")).await;
+    }
+    app.wait_rows("raw_logs", 10).await;
+    let mut ws = app.connect_ws("/api/ws?since=1").await;
+    ws.next_json().await;
+    let resync = ws.next_json().await;
+    assert_eq!(
+        (resync["type"].as_str(), resync["last_seq"].as_i64()),
+        (Some("resync"), Some(10))
+    );
+    app.publish("1/raw_log", "after the resync").await;
+    let live = ws.next_data().await;
+    assert_eq!(
+        (live["seq"].as_i64(), live["data"].as_str()),
+        (Some(11), Some("after the resync")),
+        "nothing the resync already covered"
+    );
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn snapshot_latest_sends_each_vehicles_latest_state_before_live_data() {
     // A fleet client is connected, so the hub gathers commits for a second before it fans them
