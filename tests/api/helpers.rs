@@ -91,6 +91,10 @@ impl Resources {
             mqtt_topic_prefix: self.prefix.clone(),
             mqtt_client_id: self.client_id.clone(),
             instance_id: Some(TEST_INSTANCE.into()),
+            // An app in the test process shares its CPU with the test's own clients and with
+            // every other test's app: niced workers would be throttled against the load the
+            // test generates, not against ingest. The process tests keep the default.
+            http_worker_nice: 0,
             ..Settings::default()
         }
     }
@@ -154,7 +158,11 @@ pub async fn spawn_unready(resources: Resources, tweak: impl FnOnce(&mut Setting
         resources,
         db,
         app_db,
-        http: awc::Client::default(),
+        // Pooled connections are let go before the server's 5 s keep-alive closes them: a
+        // request on one it has just closed fails (`Connect(Disconnected)`).
+        http: awc::Client::builder()
+            .connector(awc::Connector::new().conn_keep_alive(Duration::from_secs(2)))
+            .finish(),
         shutdown,
         server: Some(server),
         publisher: None,
