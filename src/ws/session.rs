@@ -84,7 +84,10 @@ pub async fn run(
     };
     let closing = match out.send(hello).await {
         Err(Closed) => None,
-        Ok(()) => match open_stream(&mut out, &ctx, opening).await {
+        // Boxed, like the other rare paths below: a future holds room for its largest state, and
+        // the database queries of opening, catching up and commands would otherwise make every
+        // idle connection's task 6.7 KiB.
+        Ok(()) => match Box::pin(open_stream(&mut out, &ctx, opening)).await {
             Ok(mut reg) => {
                 let reason = serve(
                     &mut out,
@@ -362,7 +365,7 @@ async fn serve(
             // The hub stopped queueing for this client when its queue overflowed: once the body
             // has written the queue, catch up from the database and rejoin.
             _ = lagged.notified() => {
-                if let Err(reason) = catch_up(out, ctx, reg).await {
+                if let Err(reason) = Box::pin(catch_up(out, ctx, reg)).await {
                     return reason;
                 }
                 // The client's messages were not read meanwhile; that was our doing.
@@ -386,7 +389,7 @@ async fn serve(
                             None => continue,
                         }
                     }
-                    Some(Ok(AggregatedMessage::Text(text))) => handle_text(&text, reg, vehicle_id, caller, ctx).await,
+                    Some(Ok(AggregatedMessage::Text(text))) => Box::pin(handle_text(&text, reg, vehicle_id, caller, ctx)).await,
                     Some(Ok(AggregatedMessage::Binary(_))) => protocol::error("Binary frames are not supported; send JSON text"),
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
                         if out.put(BodyOut::Pong(bytes)).await.is_err() {
