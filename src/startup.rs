@@ -454,27 +454,19 @@ pub fn shutdown_on_signals(token: CancellationToken) {
 }
 
 /// Lowers the calling HTTP worker thread's priority by `nice` (`HTTP_WORKER_NICE`), never the
-/// main thread's, which ingests and stores. Linux keeps a nice value per thread.
+/// main thread's, which ingests and stores. Linux keeps a nice value per thread, and `nice(2)`
+/// adds to the calling thread's own (clamped at 19).
 fn lower_this_worker(nice: libc::c_int) {
-    // SAFETY: plain syscalls on the calling thread, with no pointers.
-    let (tid, pid) = unsafe { (libc::gettid(), libc::getpid()) };
-    if nice == 0 || tid == pid {
-        return;
-    }
-    // SAFETY: as above. getpriority may return -1 as a value: errno tells an error apart.
-    let current = unsafe {
-        *libc::__errno_location() = 0;
-        let p = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
-        if *libc::__errno_location() == 0 {
-            p
-        } else {
-            0
+    // SAFETY: plain syscalls on the calling thread, with no pointers but errno's own, which
+    // is cleared first: nice() may return -1 as a value, and only errno tells an error apart.
+    let refused = unsafe {
+        if nice == 0 || libc::gettid() == libc::getpid() {
+            return;
         }
+        *libc::__errno_location() = 0;
+        libc::nice(nice) == -1 && *libc::__errno_location() != 0
     };
-    let target = (current + nice).min(19);
-    // SAFETY: as above; a refusal only leaves the priority as it was.
-    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target) };
-    if done != 0 {
+    if refused {
         log::warn!(
             "could not lower an HTTP worker's priority (HTTP_WORKER_NICE={nice}): {}",
             std::io::Error::last_os_error()

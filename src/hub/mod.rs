@@ -360,30 +360,17 @@ impl Receivers {
 
     /// Every client that may want a message of one of `vehicles`, each once.
     fn of(&self, vehicles: &BTreeSet<i64>) -> Vec<ClientId> {
-        let mut ids: Vec<ClientId> = self.fleet.iter().copied().collect();
-        let fleet = ids.len();
-        for v in vehicles {
-            ids.extend(self.by_vehicle.get(v).into_iter().flatten());
-        }
         // A client naming several of them is in several lists; fleet clients are in none.
-        let named = &mut ids[fleet..];
+        let mut named: Vec<ClientId> = vehicles
+            .iter()
+            .filter_map(|v| self.by_vehicle.get(v))
+            .flatten()
+            .copied()
+            .collect();
         named.sort_unstable();
-        let unique = fleet + partition_dedup(named);
-        ids.truncate(unique);
-        ids
+        named.dedup();
+        self.fleet.iter().copied().chain(named).collect()
     }
-}
-
-/// Moves the distinct values of sorted `ids` to its front and returns how many there are.
-fn partition_dedup(ids: &mut [ClientId]) -> usize {
-    let mut n = 0;
-    for i in 0..ids.len() {
-        if n == 0 || ids[i] != ids[n - 1] {
-            ids[n] = ids[i];
-            n += 1;
-        }
-    }
-    n
 }
 
 /// The hub task's private state.

@@ -879,71 +879,78 @@ async fn stored_keys<C: ConnectionTrait>(
     Ok(found)
 }
 
-/// Inserts one table's rows of a batch and records each row's id by its seq.
-///
-/// PostgreSQL returns the ids with the insert. SQLite is asked for them afterwards in one row:
-/// sqlx hands a `RETURNING` row at a time from its worker thread to ours, and under load those
-/// 2,000 hand-offs a batch were what ingest waited on. One statement's rows get consecutive
-/// rowids under the write lock, in the order given (seq order); that is checked, and the ids
-/// are read row by row only if it does not hold.
+/// Inserts one table's rows of a batch and records each row's id by its seq. PostgreSQL
+/// returns the ids with the insert; SQLite is asked for them afterwards ([`insert_sqlite`]).
 async fn insert_rows<E: MessageTable>(
     txn: &impl ConnectionTrait,
     rows: Vec<E::ActiveModel>,
     ids: &mut BTreeMap<i64, i64>,
 ) -> Result<(), DbErr> {
-    let sqlite = txn.get_database_backend() == DbBackend::Sqlite;
     for chunk in chunks(rows) {
-        if !sqlite {
-            let mut q = E::insert_many(chunk).into_query();
-            q.returning(Query::returning().columns([E::ID, E::SEQ]));
-            for row in txn.query_all(&q).await? {
-                let id: i64 = row.try_get_by_index(0)?;
-                let seq: i64 = row.try_get_by_index(1)?;
-                ids.insert(seq, id);
-            }
+        if txn.get_database_backend() == DbBackend::Sqlite {
+            insert_sqlite::<E>(txn, chunk, ids).await?;
             continue;
         }
-        let seqs = chunk
-            .iter()
-            .map(|row| match row.get(E::SEQ).into_value() {
-                Some(Value::BigInt(Some(seq))) => Ok(seq),
-                other => Err(DbErr::Custom(format!(
-                    "a row to insert has no seq: {other:?}"
-                ))),
-            })
-            .collect::<Result<Vec<i64>, DbErr>>()?;
-        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
-            continue;
-        };
-        E::insert_many(chunk).exec_without_returning(txn).await?;
-        // This transaction reserved these seqs: the table has no other rows between them.
-        let in_range = E::SEQ.between(first, last);
-        let (lo, hi, n) = E::find()
-            .select_only()
-            .column_as(E::ID.min(), "lo")
-            .column_as(E::ID.max(), "hi")
-            .column_as(E::ID.count(), "n")
-            .filter(in_range.clone())
-            .into_tuple::<(Option<i64>, Option<i64>, i64)>()
-            .one(txn)
-            .await?
-            .unwrap_or_default();
-        match (lo, hi) {
-            (Some(lo), Some(hi)) if n == seqs.len() as i64 && hi - lo + 1 == n => {
-                ids.extend(seqs.iter().zip(lo..).map(|(&seq, id)| (seq, id)));
-            }
-            _ => {
-                let rows = E::find()
-                    .select_only()
-                    .columns([E::ID, E::SEQ])
-                    .filter(in_range)
-                    .into_tuple::<(i64, i64)>()
-                    .all(txn)
-                    .await?;
-                ids.extend(rows.into_iter().map(|(id, seq)| (seq, id)));
-            }
+        let mut q = E::insert_many(chunk).into_query();
+        q.returning(Query::returning().columns([E::ID, E::SEQ]));
+        for row in txn.query_all(&q).await? {
+            let id: i64 = row.try_get_by_index(0)?;
+            let seq: i64 = row.try_get_by_index(1)?;
+            ids.insert(seq, id);
         }
     }
+    Ok(())
+}
+
+/// SQLite's side of [`insert_rows`] for one statement's rows. sqlx hands a `RETURNING` row at
+/// a time from its worker thread to ours, and under load those 2,000 hand-offs a batch were
+/// what ingest waited on; the ids are read back in one row instead. One statement's rows get
+/// consecutive rowids under the write lock, in the order given (seq order): that is checked,
+/// and only if it does not hold are the ids read row by row.
+async fn insert_sqlite<E: MessageTable>(
+    txn: &impl ConnectionTrait,
+    rows: Vec<E::ActiveModel>,
+    ids: &mut BTreeMap<i64, i64>,
+) -> Result<(), DbErr> {
+    let seqs = rows
+        .iter()
+        .map(|row| match row.get(E::SEQ).into_value() {
+            Some(Value::BigInt(Some(seq))) => Ok(seq),
+            other => Err(DbErr::Custom(format!(
+                "a row to insert has no seq: {other:?}"
+            ))),
+        })
+        .collect::<Result<Vec<i64>, DbErr>>()?;
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(());
+    };
+    E::insert_many(rows).exec_without_returning(txn).await?;
+    // This transaction reserved these seqs: the table has no other rows between them.
+    let in_range = E::SEQ.between(first, last);
+    let (lo, hi, n) = E::find()
+        .select_only()
+        .column_as(E::ID.min(), "lo")
+        .column_as(E::ID.max(), "hi")
+        .column_as(E::ID.count(), "n")
+        .filter(in_range.clone())
+        .into_tuple::<(Option<i64>, Option<i64>, i64)>()
+        .one(txn)
+        .await?
+        .unwrap_or_default();
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        if n == seqs.len() as i64 && hi - lo + 1 == n {
+            ids.extend(seqs.into_iter().zip(lo..));
+            return Ok(());
+        }
+    }
+    let rows = E::find()
+        .select_only()
+        .columns([E::ID, E::SEQ])
+        .filter(in_range)
+        .into_tuple::<(i64, i64)>()
+        .all(txn)
+        .await?;
+    ids.extend(rows.into_iter().map(|(id, seq)| (seq, id)));
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use sea_orm::{ConnectionTrait, Database, Statement};
 
 use crate::helpers::{
-    numbered_message, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources,
+    broker_for_process, numbered_message, wait_for, GatewayProcess, Publisher, Resources,
 };
 
 #[actix_web::test]
@@ -13,13 +13,7 @@ async fn kill_9_under_qos1_traffic_then_restart_stores_every_message_exactly_onc
     // The broker must outlive the gateway and mark what it sends again DUP, as MQTT 3.1.1
     // requires (3.3.1.1): the embedded broker dies with the gateway, and rumqttd run on its own
     // resends from its log without DUP, so without TEST_MQTT_URL this is a Mosquitto of its own.
-    let private = match resources.mqtt_url {
-        Some(_) => None,
-        None => Some(PrivateMosquitto::start().await),
-    };
-    if let Some(broker) = &private {
-        resources.mqtt_url = Some(broker.url.clone());
-    }
+    let _broker = broker_for_process(&mut resources).await;
     let mut gateway = GatewayProcess::start(&resources).await;
     let db = Database::connect(&resources.database_url).await.unwrap();
     // Per table: rows, and distinct dedup keys (one per distinct topic + payload).

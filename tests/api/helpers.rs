@@ -684,6 +684,18 @@ impl TcpProxy {
     }
 }
 
+/// For a gateway run as a process: a broker that outlives it. Without TEST_MQTT_URL the
+/// embedded broker would die with the gateway, so `resources` gets a Mosquitto of the test's
+/// own, which is returned (keep it alive as long as the gateway).
+pub async fn broker_for_process(resources: &mut Resources) -> Option<PrivateMosquitto> {
+    if resources.mqtt_url.is_some() {
+        return None;
+    }
+    let broker = PrivateMosquitto::start().await;
+    resources.mqtt_url = Some(broker.url.clone());
+    Some(broker)
+}
+
 /// A Mosquitto of the test's own on a free port, with the limits a gateway that acknowledges
 /// after commit needs (the stock configuration queues only 1,000 messages per session and then
 /// drops): for tests that hold back a large backlog on purpose. Killed when dropped.

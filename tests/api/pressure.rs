@@ -8,8 +8,8 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::helpers::{
-    hold_seq_cursor, spawn_with, wait_for, GatewayProcess, PrivateMosquitto, Publisher, Resources,
-    WsClient,
+    broker_for_process, hold_seq_cursor, spawn_with, wait_for, GatewayProcess, PrivateMosquitto,
+    Publisher, Resources, WsClient,
 };
 
 /// Reads `n` data frames; returns (vehicle, data) in arrival order, checking seq increases.
@@ -272,13 +272,7 @@ async fn messages_are_stored_while_readers_hold_every_shared_connection() {
 #[actix_web::test]
 async fn http_workers_run_at_a_lower_priority_than_the_threads_that_store() {
     let mut resources = Resources::fresh().await;
-    let private = match resources.mqtt_url {
-        Some(_) => None,
-        None => Some(PrivateMosquitto::start().await),
-    };
-    if let Some(broker) = &private {
-        resources.mqtt_url = Some(broker.url.clone());
-    }
+    let _broker = broker_for_process(&mut resources).await;
     let gateway = GatewayProcess::start(&resources).await;
     let pid = gateway.child.id();
     // (name, nice) from /proc/PID/task/TID/stat: the name is in parentheses, and the nice value
