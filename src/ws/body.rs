@@ -52,7 +52,9 @@ const CHUNK: usize = 64 * 1024;
 const MAX_CLOSE_REASON: usize = 123;
 
 pub struct FrameBody {
-    control: mpsc::Receiver<Out>,
+    /// Boxed: tokio allocates a channel's first block of 32 slots up front, and an idle
+    /// connection then holds 32 pointers instead of 32 `Out`s (1.3 KB).
+    control: mpsc::Receiver<Box<Out>>,
     queue: Option<Queue>,
     /// The run being written, and how far: a run larger than one chunk is written over several.
     run: Option<(Frames, usize)>,
@@ -74,7 +76,7 @@ pub struct FrameBody {
 
 /// The session's handle on its body.
 pub struct BodyHandle {
-    pub out: mpsc::Sender<Out>,
+    pub out: mpsc::Sender<Box<Out>>,
     /// Notified once the hub has ended and everything it queued for this client is written.
     pub hub_ended: Arc<Notify>,
 }
@@ -103,7 +105,7 @@ impl FrameBody {
     fn take_control(&mut self, cx: &mut Context<'_>) -> bool {
         while self.buf.len() < CHUNK {
             match self.control.poll_recv(cx) {
-                Poll::Ready(Some(out)) => match out {
+                Poll::Ready(Some(out)) => match *out {
                     Out::Text(text) => {
                         write_text(&mut self.buf, text.as_bytes());
                         self.metrics.frames_sent.inc();

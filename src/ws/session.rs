@@ -122,13 +122,13 @@ pub async fn run(
     }
     // The hub no longer holds anything for this client; the close frame waits behind what the
     // socket has not taken, for at most the client timeout.
-    let close = body.out.send(BodyOut::Close(closing));
+    let close = body.out.send(Box::new(BodyOut::Close(closing)));
     let _ = tokio::time::timeout(ctx.config.client_timeout, close).await;
 }
 
 /// The session's writing half: what it sends goes through the connection's body, in order.
 struct Out<'a> {
-    body: &'a tokio::sync::mpsc::Sender<BodyOut>,
+    body: &'a tokio::sync::mpsc::Sender<Box<BodyOut>>,
     stall_timeout: Duration,
     /// A send made no progress for `stall_timeout`: the client is not reading.
     stalled: bool,
@@ -143,7 +143,7 @@ impl Out<'_> {
 
     async fn put(&mut self, out: BodyOut) -> Result<(), Closed> {
         // Most sends find room at once; only a send that waits gets a timer.
-        let out = match self.body.try_send(out) {
+        let out = match self.body.try_send(Box::new(out)) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Closed(_)) => return Err(Closed),
             Err(TrySendError::Full(out)) => out,
