@@ -457,19 +457,19 @@ pub fn shutdown_on_signals(token: CancellationToken) {
 /// main thread's, which ingests and stores. Linux keeps a nice value per thread, and `nice(2)`
 /// adds to the calling thread's own (clamped at 19).
 fn lower_this_worker(nice: libc::c_int) {
-    // SAFETY: plain syscalls on the calling thread, with no pointers but errno's own, which
-    // is cleared first: nice() may return -1 as a value, and only errno tells an error apart.
+    // SAFETY: gettid and getpid take no arguments and cannot fail.
+    if nice == 0 || unsafe { libc::gettid() == libc::getpid() } {
+        return;
+    }
+    // SAFETY: nice() changes only the calling thread's priority. It may return -1 as a value,
+    // so errno, cleared first, tells a refusal apart; the error is read before anything else
+    // can set errno again.
     let refused = unsafe {
-        if nice == 0 || libc::gettid() == libc::getpid() {
-            return;
-        }
         *libc::__errno_location() = 0;
         libc::nice(nice) == -1 && *libc::__errno_location() != 0
-    };
-    if refused {
-        log::warn!(
-            "could not lower an HTTP worker's priority (HTTP_WORKER_NICE={nice}): {}",
-            std::io::Error::last_os_error()
-        );
+    }
+    .then(std::io::Error::last_os_error);
+    if let Some(e) = refused {
+        log::warn!("could not lower an HTTP worker's priority (HTTP_WORKER_NICE={nice}): {e}");
     }
 }
