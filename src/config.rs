@@ -29,6 +29,7 @@ pub mod defaults {
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
     pub const WS_REPLAY_RING_MB: u64 = 64;
     pub const WS_REPLAY_RATE: u64 = 1_000_000;
+    pub const WS_REPLAY_RATE_BEHIND: u64 = 20_000;
     pub const WS_GATHER_MS: u64 = 20;
     pub const HTTP_WORKER_NICE: u64 = 10;
     pub const WS_CLIENT_RATE: u64 = 20;
@@ -185,6 +186,13 @@ pub struct Settings {
     #[arg(long, env = "WS_REPLAY_RATE", value_name = "WS_REPLAY_RATE", default_value_t = defaults::WS_REPLAY_RATE,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
     pub ws_replay_rate: u64,
+
+    /// Frames per second of every replay together while the store is behind (its batches are
+    /// full), if smaller than `WS_REPLAY_RATE`: with both cores busy, storing comes first and
+    /// readers catch up later (0: `WS_REPLAY_RATE` throughout).
+    #[arg(long, env = "WS_REPLAY_RATE_BEHIND", value_name = "WS_REPLAY_RATE_BEHIND", default_value_t = defaults::WS_REPLAY_RATE_BEHIND,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+    pub ws_replay_rate_behind: u64,
 
     /// Milliseconds committed messages are gathered before they are fanned out, so that each
     /// client writes them with one `write()` (0: each commit at once).

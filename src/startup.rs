@@ -113,15 +113,19 @@ impl Application {
         let store_done = CancellationToken::new();
         let tasks = TaskTracker::new();
 
+        // Set by the writer while its batches are full; replays slow down meanwhile.
+        let backlog = store::Backlog::default();
         let (hub, hub_handle) = Hub::new(
             HubSettings {
                 queue: settings.ws_client_queue as usize,
                 max_connections: settings.ws_max_connections as usize,
                 ring_bytes: (settings.ws_replay_ring_mb as usize) << 20,
                 replay_rate: settings.ws_replay_rate,
+                replay_rate_behind: settings.ws_replay_rate_behind,
                 gather: Duration::from_millis(settings.ws_gather_ms),
             },
             last_seq,
+            backlog.clone(),
             metrics.clone(),
         );
         let batch_max = settings.batch_max_messages as usize;
@@ -226,6 +230,7 @@ impl Application {
                 shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
                 queue: STORE_QUEUE,
                 announce: announce_as,
+                backlog,
             },
             last_seq,
             shutdown.clone(),

@@ -36,6 +36,7 @@ pub use seano_wire::{parse_types, Filter, FilterChange};
 use crate::domain::{format_time, StoredMessage};
 use crate::metrics::Metrics;
 use crate::store::replay::Selection;
+use crate::store::Backlog;
 
 pub type ClientId = u64;
 
@@ -225,7 +226,8 @@ impl HubHandle {
         self.replays.clone().acquire_owned().await.ok()
     }
 
-    /// Waits for the replay budget (`WS_REPLAY_RATE`) to give a page of `frames` its slot.
+    /// Waits for the replay budget (`WS_REPLAY_RATE`, or `WS_REPLAY_RATE_BEHIND` while the store
+    /// is behind) to give a page of `frames` its slot.
     pub async fn replay_pace(&self, frames: usize) {
         if let Some(at) = self.pace.slot(frames) {
             let from = tokio::time::Instant::now();
@@ -400,6 +402,8 @@ pub struct HubSettings {
     pub ring_bytes: usize,
     /// Frames per second of every replay together (0: no limit).
     pub replay_rate: u64,
+    /// The same while the store is behind (0: `replay_rate`).
+    pub replay_rate_behind: u64,
     /// How long committed messages are gathered before they are fanned out (0: at once).
     pub gather: Duration,
 }
@@ -412,9 +416,11 @@ impl Hub {
             max_connections,
             ring_bytes,
             replay_rate,
+            replay_rate_behind,
             gather,
         }: HubSettings,
         last_seq: i64,
+        backlog: Backlog,
         metrics: Arc<Metrics>,
     ) -> (Hub, HubHandle) {
         let ring = Arc::new(RwLock::new(ReplayRing::new(ring_bytes, last_seq)));
@@ -443,7 +449,7 @@ impl Hub {
             max_connections,
             ring,
             replays: Arc::new(Semaphore::new(REPLAY_TURNS)),
-            pace: Arc::new(ReplayPace::new(replay_rate)),
+            pace: Arc::new(ReplayPace::new(replay_rate, replay_rate_behind, backlog)),
             paced,
         };
         (hub, handle)

@@ -21,7 +21,7 @@ use sea_orm::{
 };
 
 pub(crate) use writer::{dedup_key, reserve_seqs};
-pub use writer::{Incoming, Receipts, StoreHandle, Writer, WriterConfig};
+pub use writer::{Backlog, Incoming, Receipts, StoreHandle, Writer, WriterConfig};
 
 /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
 /// IMMEDIATE`): a deferred transaction that reads and then writes is refused on the spot

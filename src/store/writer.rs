@@ -1,7 +1,7 @@
 //! The writer task: batches, one transaction per batch, broadcast and ack after commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,22 @@ pub struct Incoming<R> {
     /// acknowledged (in order with the rest).
     pub outcome: Option<Result<Decoded, Rejection>>,
     pub receipt: R,
+}
+
+/// Whether the store is behind: its last batch was full (`BATCH_MAX_MESSAGES`), so more
+/// messages were already waiting. The writer sets it before each commit; replays read it and
+/// slow down to `WS_REPLAY_RATE_BEHIND` meanwhile, so that storing keeps the CPU it needs.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog(Arc<AtomicBool>);
+
+impl Backlog {
+    pub fn is_behind(&self) -> bool {
+        self.0.load(Relaxed)
+    }
+
+    pub(crate) fn set(&self, behind: bool) {
+        self.0.store(behind, Relaxed);
+    }
 }
 
 /// Where the MQTT task sends messages. Bounded: when the database falls behind, the MQTT task
@@ -92,6 +108,8 @@ pub struct WriterConfig {
     /// In a shared group, this instance's id: each commit is announced to the other instances
     /// (PostgreSQL NOTIFY on [`crate::cluster::CHANNEL`], in the commit's transaction).
     pub announce: Option<String>,
+    /// Set while the batches are full (see [`Backlog`]).
+    pub backlog: Backlog,
 }
 
 pub struct Writer<R> {
@@ -184,6 +202,9 @@ impl<R: Send + 'static> Writer<R> {
                 }
             }
             self.fill(&mut batch).await;
+            self.config
+                .backlog
+                .set(batch.len() >= self.config.batch_max);
             self.commit(&mut batch).await;
         }
         // Drain: everything already taken from the broker is committed and acknowledged.
