@@ -113,7 +113,8 @@ impl Application {
         let store_done = CancellationToken::new();
         let tasks = TaskTracker::new();
 
-        // Set by the writer while its batches are full; replays slow down meanwhile.
+        // Set by the writer while its batches are full (and for a second after); replays slow
+        // down meanwhile.
         let backlog = store::Backlog::default();
         let (hub, hub_handle) = Hub::new(
             HubSettings {

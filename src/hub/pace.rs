@@ -2,7 +2,7 @@
 //! budget of frames per second, shared by all of them. A reconnect storm, or a crowd of readers
 //! that cannot keep up, then takes a bounded share of the machine and leaves the rest to live
 //! delivery and ingest, instead of as much as the workers can give. While the store is behind
-//! (its batches are full), the budget is the smaller one of `WS_REPLAY_RATE_BEHIND`: with both
+//! (see [`Backlog`]), the budget is the smaller one of `WS_REPLAY_RATE_BEHIND`: with both
 //! cores busy, a thousand readers catching up took a quarter of ingest's rate.
 
 use std::sync::Mutex;
@@ -82,7 +82,7 @@ mod tests {
     fn while_the_store_is_behind_the_smaller_budget_applies() {
         // Each slot starts where the page before it ends: the gap between two slots is the
         // first page's share of the budget.
-        let backlog = Backlog::default();
+        let backlog = Backlog::with_hold(Duration::ZERO);
         let pace = ReplayPace::new(1_000, 100, backlog.clone());
         assert!(pace.slot(10).is_none());
         let a = pace.slot(10).expect("10 ms taken");
@@ -115,5 +115,21 @@ mod tests {
             );
         }
         assert!(ReplayPace::new(0, 0, backlog).slot(1_000_000).is_none());
+    }
+
+    #[test]
+    fn the_store_counts_as_behind_for_the_hold_after_its_last_full_batch() {
+        let backlog = Backlog::with_hold(Duration::from_secs(3600));
+        assert!(!backlog.is_behind(), "no full batch yet");
+        backlog.set(false);
+        assert!(!backlog.is_behind());
+        backlog.set(true);
+        assert!(backlog.is_behind());
+        backlog.set(false);
+        assert!(backlog.is_behind(), "within the hold");
+        let no_hold = Backlog::with_hold(Duration::ZERO);
+        no_hold.set(true);
+        no_hold.set(false);
+        assert!(!no_hold.is_behind(), "only while batches are full");
     }
 }
