@@ -29,7 +29,7 @@ pub mod defaults {
     pub const WS_REPLAY_WINDOW: u64 = 100_000;
     pub const WS_REPLAY_RING_MB: u64 = 64;
     pub const WS_REPLAY_RATE: u64 = 1_000_000;
-    pub const WS_REPLAY_RATE_BEHIND: u64 = 20_000;
+    pub const WS_REPLAY_RATE_BEHIND: u64 = 5_000;
     pub const WS_GATHER_MS: u64 = 20;
     pub const HTTP_WORKER_NICE: u64 = 10;
     pub const WS_CLIENT_RATE: u64 = 20;
