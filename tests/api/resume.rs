@@ -167,11 +167,9 @@ async fn a_resume_is_served_from_the_replay_ring_and_after_a_restart_from_the_da
     app.stop().await;
 }
 
-#[actix_web::test]
-async fn replays_share_one_budget_of_frames_per_second_and_still_send_everything() {
-    // 20 frames per second over every replay: the first client's 30 take 1.5 s of it, so the
-    // second client, resuming meanwhile, waits for its turn, then gets all of its frames too.
-    let mut app = spawn_with(Resources::fresh().await, |s| s.ws_replay_rate = 20).await;
+/// Stores 30 vehicle_logs, replays them to two clients at once, checks that each got all 30 in
+/// order, and returns the seconds replays waited for the budget meanwhile.
+async fn two_replays_of_30(app: &mut TestApp) -> f64 {
     for i in 0..30 {
         app.publish("1/vehicle_log", json!({"n": i}).to_string())
             .await;
@@ -179,16 +177,25 @@ async fn replays_share_one_budget_of_frames_per_second_and_still_send_everything
     app.wait_rows("vehicle_logs", 30).await;
     const PACED: &str = "seano_ws_replay_paced_seconds_total";
     assert_eq!(app.metric_f64(PACED, "instance=").await, 0.0);
+    let app = &*app;
     let (first, second) = tokio::join!(
-        resume(&app, "/api/ws?since=0", 30),
-        resume(&app, "/api/ws/vehicle/1?since=0", 30)
+        resume(app, "/api/ws?since=0", 30),
+        resume(app, "/api/ws/vehicle/1?since=0", 30)
     );
     for (frames, ..) in [first, second] {
         let seqs: Vec<i64> = frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect();
-        assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+        assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "every frame, in order");
     }
+    app.metric_f64(PACED, "instance=").await
+}
+
+#[actix_web::test]
+async fn replays_share_one_budget_of_frames_per_second_and_still_send_everything() {
+    // 20 frames per second over every replay: the first client's 30 take 1.5 s of it, so the
+    // second client, resuming meanwhile, waits for its turn, then gets all of its frames too.
+    let mut app = spawn_with(Resources::fresh().await, |s| s.ws_replay_rate = 20).await;
     assert!(
-        app.metric_f64(PACED, "instance=").await > 0.0,
+        two_replays_of_30(&mut app).await > 0.0,
         "one of the replays waited for the budget"
     );
     app.stop().await;
@@ -198,30 +205,15 @@ async fn replays_share_one_budget_of_frames_per_second_and_still_send_everything
 async fn while_the_store_is_behind_replays_take_the_smaller_budget() {
     // One message per batch: every batch is full, so once these are stored the store counts
     // as behind, and replays go at WS_REPLAY_RATE_BEHIND (20 frames per second) although
-    // WS_REPLAY_RATE sets no limit. Two replays at once: the second waits for its turn.
+    // WS_REPLAY_RATE sets no limit.
     let mut app = spawn_with(Resources::fresh().await, |s| {
         s.ws_replay_rate = 0;
         s.ws_replay_rate_behind = 20;
         s.batch_max_messages = 1;
     })
     .await;
-    for i in 0..30 {
-        app.publish("1/vehicle_log", json!({"n": i}).to_string())
-            .await;
-    }
-    app.wait_rows("vehicle_logs", 30).await;
-    const PACED: &str = "seano_ws_replay_paced_seconds_total";
-    assert_eq!(app.metric_f64(PACED, "instance=").await, 0.0);
-    let (first, second) = tokio::join!(
-        resume(&app, "/api/ws?since=0", 30),
-        resume(&app, "/api/ws/vehicle/1?since=0", 30)
-    );
-    for (frames, ..) in [first, second] {
-        let seqs: Vec<i64> = frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect();
-        assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "every frame, in order");
-    }
     assert!(
-        app.metric_f64(PACED, "instance=").await > 0.0,
+        two_replays_of_30(&mut app).await > 0.0,
         "a replay waited for the smaller budget"
     );
     app.stop().await;
