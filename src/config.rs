@@ -188,8 +188,8 @@ pub struct Settings {
     pub ws_replay_rate: u64,
 
     /// Frames per second of every replay together while the store is behind (a batch was full
-    /// within the last second), if smaller than `WS_REPLAY_RATE`: with both cores busy, storing comes first and
-    /// readers catch up later (0: `WS_REPLAY_RATE` throughout).
+    /// within the last second), if smaller than `WS_REPLAY_RATE`: with both cores busy, storing
+    /// comes first and readers catch up later (0: `WS_REPLAY_RATE` throughout).
     #[arg(long, env = "WS_REPLAY_RATE_BEHIND", value_name = "WS_REPLAY_RATE_BEHIND", default_value_t = defaults::WS_REPLAY_RATE_BEHIND,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
     pub ws_replay_rate_behind: u64,

@@ -3,7 +3,7 @@
 //! that cannot keep up, then takes a bounded share of the machine and leaves the rest to live
 //! delivery and ingest, instead of as much as the workers can give. While the store is behind
 //! (see [`Backlog`]), the budget is the smaller one of `WS_REPLAY_RATE_BEHIND`: with both
-//! cores busy, a thousand readers catching up took a quarter of ingest's rate.
+//! cores busy, a thousand readers catching up took about a third of ingest's rate.
 
 use std::sync::Mutex;
 use std::time::Duration;
