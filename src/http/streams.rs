@@ -117,7 +117,8 @@ async fn open(
         config: state.session,
         commands: state.commands.clone(),
     };
-    actix_web::rt::spawn(session::run(outbox, messages, opening, ctx));
+    // The opening is boxed: it is used up before the session settles, and its box goes with it.
+    actix_web::rt::spawn(session::run(outbox, messages, Box::new(opening), ctx));
     Ok(response)
 }
 
