@@ -2,7 +2,7 @@
 //! budget of frames per second, shared by all of them. A reconnect storm, or a crowd of readers
 //! that cannot keep up, then takes a bounded share of the machine and leaves the rest to live
 //! delivery and ingest, instead of as much as the workers can give. While the store is behind
-//! (see [`Backlog`]), the budget is the smaller one of `WS_REPLAY_RATE_BEHIND`: with both
+//! (see [`Backlog`]), the budget is `WS_REPLAY_RATE_BEHIND` where that is smaller: with both
 //! cores busy, a thousand readers catching up took about a third of ingest's rate.
 
 use std::sync::Mutex;

@@ -1,7 +1,7 @@
 //! The writer task: batches, one transaction per batch, broadcast and ack after commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ pub struct Incoming<R> {
 }
 
 /// Whether the store is behind: its last batch was full (`BATCH_MAX_MESSAGES`), so more
-/// messages were already waiting, or one was within the last [`Backlog::HOLD`]. The writer
+/// messages were already waiting, or one was within the last second. The writer
 /// sets it before each commit; replays read it and slow down to `WS_REPLAY_RATE_BEHIND`
 /// meanwhile, so that storing keeps the CPU it needs. The hold keeps a moment's lull in a
 /// surge (one batch cut by the window) from letting every replay through at full speed.
@@ -55,11 +55,10 @@ pub struct Backlog(Arc<BacklogState>);
 #[derive(Debug)]
 struct BacklogState {
     hold: Duration,
-    since: std::time::Instant,
-    /// The last batch was full.
+    /// The batch being committed is full (however long its commit takes).
     full: AtomicBool,
-    /// Milliseconds after `since` of the last full batch, plus one (0: none yet).
-    last_full: AtomicU64,
+    /// When the last full batch was taken.
+    last_full: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Default for Backlog {
@@ -70,35 +69,32 @@ impl Default for Backlog {
 
 impl Backlog {
     /// How long the store counts as behind after its last full batch.
-    pub const HOLD: Duration = Duration::from_secs(1);
+    const HOLD: Duration = Duration::from_secs(1);
 
-    pub fn with_hold(hold: Duration) -> Self {
+    pub(crate) fn with_hold(hold: Duration) -> Self {
         Backlog(Arc::new(BacklogState {
             hold,
-            since: std::time::Instant::now(),
             full: AtomicBool::new(false),
-            last_full: AtomicU64::new(0),
+            last_full: std::sync::Mutex::new(None),
         }))
     }
 
     pub fn is_behind(&self) -> bool {
         let s = &self.0;
-        if s.full.load(Relaxed) {
-            return true;
-        }
-        match s.last_full.load(Relaxed) {
-            0 => false,
-            at => s.since.elapsed().as_millis() < u128::from(at - 1) + s.hold.as_millis(),
-        }
+        // unwrap: nothing panics while the lock is held.
+        s.full.load(Relaxed)
+            || s.last_full
+                .lock()
+                .unwrap()
+                .is_some_and(|at| at.elapsed() < s.hold)
     }
 
     /// Records whether the batch about to be committed is full.
     pub(crate) fn set(&self, full: bool) {
-        let s = &self.0;
-        s.full.store(full, Relaxed);
+        self.0.full.store(full, Relaxed);
         if full {
-            let at = u64::try_from(s.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-            s.last_full.store(at + 1, Relaxed);
+            // unwrap: nothing panics while the lock is held.
+            *self.0.last_full.lock().unwrap() = Some(std::time::Instant::now());
         }
     }
 }
